@@ -1,0 +1,52 @@
+"""The phases of a milestone, in order. Run with: pytest acceptance --milestone ID."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from harness import bundle
+from harness.evaluation import evaluate
+from harness.evidence import consolidate
+from harness.phases import PHASES
+from harness.preflight import preflight
+from harness.run import MilestoneRun
+from harness.summary import finalize
+from harness.training import train
+from trainers import Trainer
+
+
+@pytest.mark.phase("preflight")
+def test_preflight(milestone_run: MilestoneRun) -> None:
+    preflight(milestone_run)
+    assert (milestone_run.run_dir / bundle.ENV_SNAPSHOT).is_file()
+
+
+@pytest.mark.phase("train")
+def test_train(milestone_run: MilestoneRun, trainer: Trainer) -> None:
+    result = train(milestone_run, trainer)
+    losses = [step.loss for step in result.steps]
+    assert all(math.isfinite(loss) for loss in losses), "a training loss was NaN or infinite"
+    assert losses[-1] < losses[0], f"loss did not fall: {losses[0]:.4f} -> {losses[-1]:.4f}"
+    assert (result.checkpoint_dir / "config.json").is_file()
+
+
+@pytest.mark.phase("evaluate")
+def test_evaluate(milestone_run: MilestoneRun, trainer: Trainer) -> None:
+    result = evaluate(milestone_run, trainer)
+    assert result.count > 0
+    assert (milestone_run.run_dir / bundle.EVALUATION_RESULTS).is_file()
+
+
+@pytest.mark.phase("evidence")
+def test_evidence(milestone_run: MilestoneRun) -> None:
+    problems = consolidate(milestone_run)
+    assert not problems, "evidence bundle incomplete: " + "; ".join(problems)
+
+
+@pytest.mark.phase("summary")
+def test_summary(milestone_run: MilestoneRun) -> None:
+    text = finalize(milestone_run)
+    assert milestone_run.milestone.spec.closing_statement in text
+    assert all(f"| {phase} |" in text for phase in PHASES)

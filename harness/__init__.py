@@ -1,0 +1,1 @@
+"""tunix-rt: a pytest harness that runs fine-tuning milestones as ordered acceptance tests."""

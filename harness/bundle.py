@@ -1,0 +1,75 @@
+"""The run folder ``submission_runs/<id>_v<N>/``: allocated once, written atomically, secrets redacted."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from harness.redact import redact
+
+ENV_SNAPSHOT = "env_snapshot.txt"
+GPU_SNAPSHOT = "gpu_snapshot.txt"
+TRAINING_LOG = "training_log.txt"
+TRAINING_METRICS = "training_metrics.json"
+CHECKPOINT_DIR = "checkpoint"
+PREDICTIONS = "predictions.jsonl"
+EVALUATION_RESULTS = "evaluation_results.json"
+EVALUATION_SUMMARY = "evaluation_summary.md"
+RUN_MANIFEST = "run_manifest.json"
+FAILURE_ANALYSIS = "failure_analysis.md"
+REPORT = "report.html"
+
+
+def summary_name(milestone_id: str) -> str:
+    return f"{milestone_id}_summary.md"
+
+
+def allocate_run_dir(runs_root: Path, milestone_id: str) -> Path:
+    """Create the next ``<id>_v<N>`` folder; never reuse or overwrite an earlier run."""
+    runs_root.mkdir(parents=True, exist_ok=True)
+    pattern = re.compile(rf"^{re.escape(milestone_id)}_v(\d+)$")
+    taken = [int(m.group(1)) for p in runs_root.iterdir() if (m := pattern.match(p.name))]
+    version = max(taken, default=0) + 1
+    while True:
+        candidate = runs_root / f"{milestone_id}_v{version}"
+        try:
+            candidate.mkdir()  # atomic: a concurrent session gets FileExistsError and moves on
+        except FileExistsError:
+            version += 1
+            continue
+        return candidate
+
+
+def write_text(path: Path, text: str) -> Path:
+    """Write ``text`` atomically (temp file + rename), with secrets redacted."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; evidence is meant to be read by others
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(redact(text))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json(path: Path, data: Any) -> Path:
+    """Write ``data`` as indented JSON, atomically."""
+    return write_text(path, json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n")
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
+    """Write one JSON object per line, atomically."""
+    return write_text(path, "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows))
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))

@@ -1,0 +1,216 @@
+"""Validated loading of trace datasets and evalsets stored as JSON Lines."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import ErrorDetails
+
+TRACES_FILE = "traces.jsonl"
+
+_EXPECTED_TYPES = {
+    "int_type": "an integer",
+    "string_type": "a string",
+    "list_type": "a list",
+    "model_type": "an object",
+    "dict_type": "an object",
+}
+# bool first: it is a subclass of int.
+_JSON_TYPES = (
+    (bool, "boolean"),
+    (int, "number"),
+    (float, "number"),
+    (str, "string"),
+    (list, "array"),
+    (dict, "object"),
+)
+
+
+class DataError(ValueError):
+    """A dataset or evalset problem, its message one line naming file and line."""
+
+
+class _Record(BaseModel):
+    """Base for records: immutable, strictly typed, unknown keys rejected."""
+
+    # strict: a JSON "3" or true must not silently become an integer.
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+class TraceStep(_Record):
+    """One reasoning step of a trace."""
+
+    i: int
+    type: Literal["compute", "explain", "check"]
+    content: str = Field(min_length=1)
+
+
+class TraceMeta(BaseModel):
+    """Where a trace comes from; generators may add keys of their own."""
+
+    model_config = ConfigDict(frozen=True, extra="allow", strict=True)
+
+    dataset: str
+    category: str
+    task_type: str
+    index: int
+
+
+class Trace(_Record):
+    """A worked example: prompt, reasoning steps and final answer."""
+
+    trace_version: str = Field(min_length=1)
+    prompt: str = Field(min_length=1)
+    final_answer: str = Field(min_length=1)
+    steps: list[TraceStep] = Field(min_length=1)
+    meta: TraceMeta
+
+
+class EvalItem(_Record):
+    """One held-out question with its expected answer."""
+
+    id: str = Field(min_length=1)
+    prompt: str = Field(min_length=1)
+    expected_answer: str = Field(min_length=1)
+    category: str = Field(min_length=1)
+
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def load_traces(path: Path) -> list[Trace]:
+    """Load and validate every trace of a dataset folder or a .jsonl file."""
+    file = path / TRACES_FILE if path.is_dir() else path
+    return [_validate(Trace, file, lineno, obj) for lineno, obj in _read_records(file)]
+
+
+def load_evalset(path: Path) -> list[EvalItem]:
+    """Load and validate an evalset .jsonl file; ids must be unique."""
+    items: list[EvalItem] = []
+    first_line: dict[str, int] = {}
+    for lineno, obj in _read_records(path):
+        item = _validate(EvalItem, path, lineno, obj)
+        if item.id in first_line:
+            first = first_line[item.id]
+            raise _error(path, lineno, f"duplicate id '{item.id}' (first on line {first})")
+        first_line[item.id] = lineno
+        items.append(item)
+    return items
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    if not path.is_file():
+        raise DataError(_one_line(f"{path}: no such file"))
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _read_records(path: Path) -> list[tuple[int, object]]:
+    """Parse every line of a JSON Lines file into (line number, value)."""
+    if not path.is_file():
+        raise DataError(_one_line(f"{path}: no such file"))
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise DataError(_one_line(f"{path}: cannot read ({err.strerror})")) from err
+    # Split on b"\n" only: str.splitlines would also break on characters
+    # such as U+2028 that may legitimately sit inside a JSON string.
+    lines = raw.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()
+    if not lines:
+        raise DataError(_one_line(f"{path}: no records"))
+    return [(lineno, _parse_line(path, lineno, line)) for lineno, line in enumerate(lines, start=1)]
+
+
+def _parse_line(path: Path, lineno: int, line: bytes) -> object:
+    """Decode one line as a JSON value."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise _error(path, lineno, "not valid UTF-8") from err
+    if not text.strip():
+        raise _error(path, lineno, "blank line")
+    try:
+        return json.loads(text, object_pairs_hook=_unique_keys)
+    except _DuplicateKeyError as err:
+        raise _error(path, lineno, f"duplicate key '{err.key}'") from err
+    except json.JSONDecodeError as err:
+        raise _error(path, lineno, f"invalid JSON ({err.msg})") from err
+    except RecursionError as err:
+        raise _error(path, lineno, "invalid JSON (nested too deeply)") from err
+    except ValueError as err:
+        raise _error(path, lineno, f"invalid JSON ({err})") from err
+
+
+class _DuplicateKeyError(Exception):
+    """A JSON object repeats a key, which json.loads would silently collapse."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """Build a JSON object, refusing repeated keys."""
+    obj: dict[str, object] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise _DuplicateKeyError(key)
+        obj[key] = value
+    return obj
+
+
+def _validate(model: type[_Model], path: Path, lineno: int, obj: object) -> _Model:
+    """Validate one parsed line against a record model."""
+    try:
+        return model.model_validate(obj)
+    except ValidationError as err:
+        raise _error(path, lineno, _describe(err.errors(include_url=False)[0])) from err
+
+
+def _describe(error: ErrorDetails) -> str:
+    """Turn one pydantic error into a short phrase naming the dotted key."""
+    key = ".".join(str(part) for part in error["loc"])
+    kind = error["type"]
+    if kind == "missing":
+        return f"missing key '{key}'"
+    if kind == "extra_forbidden":
+        return f"unknown key '{key}'"
+    subject = f"key '{key}'" if key else "record"
+    if kind in _EXPECTED_TYPES:
+        return f"{subject} must be {_EXPECTED_TYPES[kind]}, got {_json_type(error['input'])}"
+    if kind == "literal_error":
+        allowed = error.get("ctx", {}).get("expected", "one of the allowed values")
+        return f"{subject} must be {allowed}"
+    if kind in ("string_too_short", "too_short"):
+        return f"{subject} must not be empty"
+    return f"{subject}: {error['msg']}"
+
+
+def _json_type(value: object) -> str:
+    """The JSON name of a parsed value's type."""
+    if value is None:
+        return "null"
+    for kind, name in _JSON_TYPES:
+        if isinstance(value, kind):
+            return name
+    return type(value).__name__
+
+
+def _error(path: Path, lineno: int, what: str) -> DataError:
+    """A DataError located at a file line."""
+    return DataError(_one_line(f"{path}:{lineno}: {what}"))
+
+
+def _one_line(text: str) -> str:
+    """Escape characters that would break a message over several lines."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)

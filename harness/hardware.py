@@ -1,0 +1,82 @@
+"""Hardware facts detected for real (torch.cuda, jax.devices, sys.platform) and checked against a spec."""
+
+from __future__ import annotations
+
+import importlib.util
+import platform
+import sys
+from dataclasses import dataclass
+
+from harness.specs import HardwareRequirement
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What was looked for and what was found."""
+
+    looked_for: str
+    found: str
+    count: int
+
+
+def probe_platform() -> str:
+    """``linux``, ``windows`` or ``darwin``, from ``sys.platform``."""
+    return {"win32": "windows", "cygwin": "windows"}.get(sys.platform, sys.platform)
+
+
+def probe_cuda(backend: str) -> Probe:
+    """Count CUDA devices the way the milestone's backend would see them."""
+    if backend == "jax":
+        return _probe_jax("gpu")
+    if importlib.util.find_spec("torch") is None:
+        return Probe("torch.cuda.device_count()", "torch is not installed", 0)
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        found = f"no CUDA device (torch {torch.__version__}, torch.version.cuda={torch.version.cuda})"
+    else:
+        names = sorted({torch.cuda.get_device_name(i) for i in range(count)})
+        found = f"{count} x {', '.join(names)}"
+    return Probe("torch.cuda.device_count()", found, count)
+
+
+def _probe_jax(kind: str) -> Probe:
+    looked_for = f"jax.devices({kind!r})"
+    if importlib.util.find_spec("jax") is None:
+        return Probe(looked_for, "jax is not installed", 0)
+    import jax
+
+    try:
+        devices = jax.devices(kind)
+    except RuntimeError:
+        found = f"no {kind} backend (jax {jax.__version__}, default backend {jax.default_backend()})"
+        return Probe(looked_for, found, 0)
+    kinds = sorted({device.device_kind for device in devices})
+    return Probe(looked_for, f"{len(devices)} x {', '.join(kinds)}", len(devices))
+
+
+def probe_cpu() -> Probe:
+    return Probe("a CPU", platform.processor() or platform.machine(), 1)
+
+
+def wrong_platform(requirement: HardwareRequirement) -> str | None:
+    """Why this platform is not the one required, else None."""
+    if requirement.platform in ("any", probe_platform()):
+        return None
+    return f"needs platform {requirement.platform}; sys.platform says {sys.platform}"
+
+
+def missing_devices(requirement: HardwareRequirement, backend: str) -> str | None:
+    """Why the required devices are absent, naming what was looked for and found; else None."""
+    probe = {
+        "cpu": probe_cpu,
+        "cuda": lambda: probe_cuda(backend),
+        "tpu": lambda: _probe_jax("tpu"),
+    }[requirement.accelerator]()
+    if probe.count >= requirement.count:
+        return None
+    return (
+        f"needs {requirement.label}: looked for {requirement.count} {requirement.accelerator} "
+        f"device(s) with {probe.looked_for}, found {probe.found}"
+    )

@@ -1,0 +1,66 @@
+"""The tunix-rt pytest plugin: options, markers and fixtures; the milestone session does the rest."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.run import MilestoneRun
+from harness.session import MilestoneSession
+from harness.specs import MilestoneRegistry
+from trainers import Trainer, load_trainer
+
+session_key = pytest.StashKey[MilestoneSession]()
+
+MARKERS = (
+    "cpu: a milestone phase that runs on a CPU.",
+    "cuda: a milestone phase that needs a CUDA GPU (detected with torch.cuda or jax.devices).",
+    "tpu: a milestone phase that needs TPU devices (detected with jax.devices('tpu')).",
+    "windows: a milestone phase that needs native Windows (detected with sys.platform).",
+    "slow: a test that takes more than a few seconds.",
+    "phase(name): an ordered milestone phase: preflight, train, evaluate, evidence or summary.",
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("tunix-rt", "tunix-rt milestone runs")
+    group.addoption(
+        "--milestone",
+        action="append",
+        dest="milestones",
+        default=[],
+        metavar="ID",
+        help="Run the phases of the milestone configs/milestones/ID.yaml and write its evidence "
+        "bundle to submission_runs/ID_vN/.",
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    for line in MARKERS:
+        config.addinivalue_line("markers", line)
+    if not config.option.milestones:
+        return
+    session = MilestoneSession.from_config(config)
+    if not config.option.collectonly:
+        session.open_runs()
+    config.stash[session_key] = session
+    config.pluginmanager.register(session, "tunix-rt-session")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "milestone_id" in metafunc.fixturenames and session_key not in metafunc.config.stash:
+        known = ", ".join(MilestoneRegistry(metafunc.config.rootpath).ids())
+        reason = f"no --milestone given; known milestones: {known}"
+        metafunc.parametrize("milestone_id", [pytest.param(None, marks=pytest.mark.skip(reason=reason))])
+
+
+@pytest.fixture(scope="session")
+def milestone_run(request: pytest.FixtureRequest, milestone_id: str) -> MilestoneRun:
+    """The run of the milestone this phase belongs to: its spec, folder and what earlier phases left."""
+    return request.config.stash[session_key].runs[milestone_id]
+
+
+@pytest.fixture(scope="session")
+def trainer(milestone_run: MilestoneRun) -> Trainer:
+    """The milestone's backend, its framework imported only now."""
+    return load_trainer(milestone_run.milestone.spec.backend)

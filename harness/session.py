@@ -1,0 +1,162 @@
+"""The milestone session: one object per pytest session holding every run, registered as a plugin."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Generator
+from pathlib import Path
+
+import pytest
+
+from harness import bundle
+from harness.outcomes import Cause, PhaseBlocked, PhaseOutcome, Status, classify, describe
+from harness.phases import phase_index
+from harness.run import MilestoneRun
+from harness.specs import Milestone, MilestoneRegistry, SpecError
+from harness.writers import write_documents
+
+RUNS_DIR = "submission_runs"
+
+
+def phase_of(item: pytest.Item) -> str | None:
+    marker = item.get_closest_marker("phase")
+    return str(marker.args[0]) if marker else None
+
+
+def milestone_of(item: pytest.Item) -> str | None:
+    callspec = getattr(item, "callspec", None)
+    return callspec.params.get("milestone_id") if callspec else None
+
+
+class MilestoneSession:
+    """Loads the selected milestones, opens their run folders and records every phase outcome."""
+
+    def __init__(self, config: pytest.Config, milestones: list[Milestone], root: Path) -> None:
+        self.config = config
+        self.milestones = milestones
+        self.root = root
+        self.runs: dict[str, MilestoneRun] = {}
+
+    @classmethod
+    def from_config(cls, config: pytest.Config) -> MilestoneSession:
+        root = config.rootpath
+        registry = MilestoneRegistry(root)
+        try:
+            milestones = [registry.load(mid) for mid in dict.fromkeys(config.option.milestones)]
+        except SpecError as error:
+            raise pytest.UsageError(f"--milestone: {error}") from None
+        return cls(config, milestones, root)
+
+    def open_runs(self) -> None:
+        """Allocate a fresh ``<id>_v<N>`` folder per milestone; the HTML report goes into the first."""
+        runs_root = self.root / RUNS_DIR
+        for milestone in self.milestones:
+            run_dir = bundle.allocate_run_dir(runs_root, milestone.id)
+            self.runs[milestone.id] = MilestoneRun(milestone, self.root, run_dir, progress=self.progress)
+        option = self.config.option
+        if self.runs and getattr(option, "htmlpath", "missing") is None:
+            option.htmlpath = str(self.first_run.run_dir / bundle.REPORT)
+            option.self_contained_html = True
+
+    @property
+    def first_run(self) -> MilestoneRun:
+        return next(iter(self.runs.values()))
+
+    def progress(self, message: str) -> None:
+        """Show a line on the terminal even while pytest captures output."""
+        capture = self.config.pluginmanager.getplugin("capturemanager")
+        reporter = self.config.pluginmanager.getplugin("terminalreporter")
+        if capture is None or reporter is None:
+            return
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(message)
+
+    def run_for(self, item: pytest.Item) -> tuple[str, MilestoneRun] | None:
+        phase, milestone_id = phase_of(item), milestone_of(item)
+        if phase is None or milestone_id not in self.runs:
+            return None
+        return phase, self.runs[milestone_id]
+
+    def pytest_report_header(self) -> list[str]:
+        return [
+            f"tunix-rt: milestone {m.id} ({m.spec.backend}, {m.spec.hardware.label}), "
+            f"seed {m.training.seed}, bundle {self.runs[m.id].run_dir.relative_to(self.root)}"
+            for m in self.milestones
+            if m.id in self.runs
+        ]
+
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        if "milestone_id" not in metafunc.fixturenames:
+            return
+        params = [
+            pytest.param(m.id, id=m.id, marks=[getattr(pytest.mark, name) for name in m.spec.markers])
+            for m in self.milestones
+        ]
+        metafunc.parametrize("milestone_id", params, scope="session")
+
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        """Phases run milestone by milestone, in phase order, whatever order they were collected in."""
+        order = [m.id for m in self.milestones]
+
+        def key(item: pytest.Item) -> tuple[int, int]:
+            phase, milestone_id = phase_of(item), milestone_of(item)
+            if phase is None or milestone_id is None:
+                return (-1, -1)
+            return order.index(milestone_id), phase_index(phase)
+
+        items.sort(key=key)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        found = self.run_for(item)
+        if found is None:
+            return
+        phase, run = found
+        blocked = run.blocker(phase)
+        if blocked is not None:
+            raise PhaseBlocked(*blocked)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        found = self.run_for(item)
+        if found is None or call.when == "teardown" or (call.when == "setup" and report.passed):
+            return report
+        phase, run = found
+        run.record(_outcome(phase, report, call))
+        write_documents(run)
+        return report
+
+    def pytest_html_report_title(self, report: object) -> None:
+        ids = ", ".join(run.run_id for run in self.runs.values())
+        report.title = f"tunix-rt milestone report: {ids}"  # type: ignore[attr-defined]
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self) -> None:
+        for run in self.runs.values():
+            write_documents(run)
+        report = Path(str(getattr(self.config.option, "htmlpath", "") or ""))
+        if report.is_file():
+            for run in self.runs.values():
+                if run.run_dir / bundle.REPORT != report:
+                    shutil.copyfile(report, run.run_dir / bundle.REPORT)
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        terminalreporter.section("tunix-rt evidence")
+        for run in self.runs.values():
+            terminalreporter.write_line(
+                f"{run.run_id}: {run.verdict} -> {run.run_dir.relative_to(self.root)}/"
+            )
+
+
+def _outcome(phase: str, report: pytest.TestReport, call: pytest.CallInfo[None]) -> PhaseOutcome:
+    error = call.excinfo.value if call.excinfo is not None else None
+    if report.passed:
+        return PhaseOutcome(phase, Status.PASSED, Cause.COMPLETED, "completed", report.duration)
+    assert error is not None
+    if report.skipped:
+        cause = error.cause if isinstance(error, PhaseBlocked) else Cause.SKIPPED
+        return PhaseOutcome(phase, Status.SKIPPED, cause, describe(error), report.duration)
+    return PhaseOutcome(phase, Status.FAILED, classify(error), describe(error), report.duration)

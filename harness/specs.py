@@ -1,0 +1,182 @@
+"""Milestone specs and training configs: YAML files validated on load, errors naming file and key."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
+
+from trainers.config import TrainingConfig
+
+MILESTONES_DIR = Path("configs/milestones")
+TRAINING_DIR = Path("configs/training")
+DATASETS_DIR = Path("datasets")
+EVALSETS_DIR = Path("evalsets")
+
+MODEL_SOURCE = re.compile(r"^(random|hf|local):\S+$")
+
+
+class SpecError(ValueError):
+    """A spec or config problem; its message is one line naming the file and the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HardwareRequirement(_Strict):
+    """What a milestone must run on; detected for real in pre-flight."""
+
+    accelerator: Literal["cpu", "cuda", "tpu"]
+    count: PositiveInt
+    platform: Literal["any", "linux", "windows", "darwin"]
+    label: str = Field(min_length=1)
+
+
+class RunShape(_Strict):
+    """How long to train: a step budget or a number of epochs, never both."""
+
+    max_steps: PositiveInt | None = None
+    epochs: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> RunShape:
+        if (self.max_steps is None) == (self.epochs is None):
+            raise ValueError("give exactly one of 'max_steps' or 'epochs'")
+        return self
+
+
+class MilestoneSpec(_Strict):
+    """One milestone as written in ``configs/milestones/<id>.yaml``."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    title: str = Field(min_length=1)
+    purpose: str = Field(min_length=1)
+    backend: Literal["torch", "jax"]
+    hardware: HardwareRequirement
+    model: str = Field(pattern=MODEL_SOURCE.pattern)
+    training_config: str = Field(min_length=1)
+    dataset: str = Field(min_length=1)
+    evalset: str = Field(min_length=1)
+    run: RunShape
+    frozen: tuple[str, ...] = ()
+    closing_statement: str = Field(min_length=1)
+
+    @property
+    def markers(self) -> tuple[str, ...]:
+        """The hardware markers every phase of this milestone carries."""
+        extra = ("windows",) if self.hardware.platform == "windows" else ()
+        return (self.hardware.accelerator, *extra)
+
+
+@dataclass(frozen=True)
+class Milestone:
+    """A validated spec with its training config and data files resolved."""
+
+    spec: MilestoneSpec
+    training: TrainingConfig
+    spec_path: Path
+    training_path: Path
+    dataset_path: Path
+    evalset_path: Path
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def load_yaml_model(path: Path, model: type[ModelT]) -> ModelT:
+    """Read ``path`` as YAML and validate it as ``model``; any problem is a one-line SpecError."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such file") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise SpecError(f"{path}{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: expected a mapping of keys, got {type(raw).__name__}")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(_describe(error, model) for error in exc.errors())
+        raise SpecError(f"{path}: {problems}") from None
+
+
+def _describe(error: Any, model: type[BaseModel]) -> str:
+    loc = tuple(str(part) for part in error["loc"])
+    key = ".".join(loc)
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        valid = _fields_at(model, loc[:-1])
+        close = difflib.get_close_matches(loc[-1], valid, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else f" (valid keys: {', '.join(valid)})"
+        return f"unknown key '{key}'{hint}"
+    if kind == "missing":
+        return f"missing key '{key}'"
+    message = error["msg"].removeprefix("Value error, ")
+    if not key:
+        return message
+    return f"key '{key}': {message} (got {error.get('input')!r})"
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[str, ...]) -> list[str]:
+    """The valid key names of the (nested) model found at ``loc``."""
+    for part in loc:
+        field = model.model_fields.get(part)
+        annotation = field.annotation if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
+class MilestoneRegistry:
+    """The milestones of one project, found under ``<root>/configs/milestones``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def ids(self) -> list[str]:
+        return sorted(path.stem for path in (self.root / MILESTONES_DIR).glob("*.yaml"))
+
+    def load(self, milestone_id: str) -> Milestone:
+        """Load and fully validate one milestone, its training config and data paths."""
+        known = self.ids()
+        if milestone_id not in known:
+            raise SpecError(
+                f"unknown milestone {milestone_id!r}; known milestones: {', '.join(known) or 'none'}"
+            )
+        spec_path = self.root / MILESTONES_DIR / f"{milestone_id}.yaml"
+        spec = load_yaml_model(spec_path, MilestoneSpec)
+        if spec.id != milestone_id:
+            raise SpecError(f"{spec_path}: key 'id': {spec.id!r} does not match the file name")
+        for frozen_id in spec.frozen:
+            if frozen_id not in known:
+                raise SpecError(f"{spec_path}: key 'frozen': no milestone {frozen_id!r}")
+        training_path = self.root / TRAINING_DIR / spec.training_config
+        if not training_path.is_file():
+            raise SpecError(f"{spec_path}: key 'training_config': no file {training_path}")
+        dataset_path = self.root / DATASETS_DIR / spec.dataset
+        if not dataset_path.is_dir():
+            raise SpecError(f"{spec_path}: key 'dataset': no dataset folder {dataset_path}")
+        evalset_path = self.root / EVALSETS_DIR / f"{spec.evalset}.jsonl"
+        if not evalset_path.is_file():
+            raise SpecError(f"{spec_path}: key 'evalset': no evalset file {evalset_path}")
+        return Milestone(
+            spec=spec,
+            training=load_yaml_model(training_path, TrainingConfig),
+            spec_path=spec_path,
+            training_path=training_path,
+            dataset_path=dataset_path,
+            evalset_path=evalset_path,
+        )

@@ -1,0 +1,83 @@
+"""The train phase: build the request from the spec, run the backend, log every step, keep the metrics."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TextIO
+
+from harness import bundle
+from harness.data import load_traces
+from harness.prompting import format_completion, format_prompt
+from harness.redact import redact
+from harness.run import MilestoneRun
+from harness.writers import training_metrics
+from trainers.base import Example, StepRecord, Trainer, TrainRequest, TrainResult
+
+DEVICES = {"cpu": "cpu", "cuda": "cuda", "tpu": "tpu"}
+
+
+def build_request(run: MilestoneRun) -> TrainRequest:
+    """The backend-neutral request for this milestone: formatted examples, run shape, device."""
+    milestone = run.milestone
+    traces = load_traces(milestone.dataset_path)
+    examples = tuple(Example(format_prompt(t.prompt), format_completion(t)) for t in traces)
+    return TrainRequest(
+        model_source=milestone.spec.model,
+        config=milestone.training,
+        examples=examples,
+        max_steps=milestone.spec.run.max_steps,
+        epochs=milestone.spec.run.epochs,
+        device=DEVICES[milestone.spec.hardware.accelerator],
+        checkpoint_dir=run.run_dir / bundle.CHECKPOINT_DIR,
+    )
+
+
+class StepLogger:
+    """Writes a flushed ``training_log.txt`` line and a progress line every ``every`` steps."""
+
+    def __init__(self, run: MilestoneRun, log: TextIO, total: int, every: int) -> None:
+        self.run, self.log, self.total, self.every = run, log, total, every
+        # The terminal gets about ten lines per run; the log file gets every ``every`` steps.
+        self.show_every = max(every, total // 10 // every * every)
+        self.elapsed = 0.0
+
+    def __call__(self, record: StepRecord) -> None:
+        self.run.steps.append(record)
+        self.elapsed += record.seconds
+        if record.step % self.every and record.step not in (1, self.total):
+            return
+        eta = self.elapsed / record.step * (self.total - record.step)
+        line = (
+            f"step {record.step}/{self.total} loss {record.loss:.4f} lr {record.lr:.2e} "
+            f"grad_norm {record.grad_norm:.3f} tokens/s {record.tokens / record.seconds:.0f} "
+            f"elapsed {self.elapsed:.1f}s eta {eta:.0f}s"
+        )
+        self.log.write(redact(line) + "\n")
+        self.log.flush()
+        if record.step % self.show_every == 0 or record.step in (1, self.total):
+            self.run.progress(f"[{self.run.run_id}] train: {line}")
+
+
+def train(run: MilestoneRun, trainer: Trainer) -> TrainResult:
+    """Train the milestone's model; metrics so far are written even when training stops early."""
+    request = build_request(run)
+    total = request.total_steps()
+    log_path: Path = run.run_dir / bundle.TRAINING_LOG
+    with log_path.open("a", encoding="utf-8") as log:
+        log.write(
+            f"# {run.run_id}: {request.model_source} on {request.device} ({trainer.backend}), "
+            f"{len(request.examples)} examples, {total} steps\n"
+        )
+        log.flush()
+        try:
+            result = trainer.train(request, StepLogger(run, log, total, run.milestone.training.log_every))
+        finally:
+            bundle.write_json(run.run_dir / bundle.TRAINING_METRICS, training_metrics(run, request))
+    run.train_result = result
+    bundle.write_json(run.run_dir / bundle.TRAINING_METRICS, training_metrics(run, request))
+    return result
+
+
+def all_finite(steps: list[StepRecord]) -> bool:
+    return all(math.isfinite(step.loss) for step in steps)

@@ -1,0 +1,18 @@
+"""Trainers: one small protocol, one backend per framework; usable from a plain script."""
+
+from __future__ import annotations
+
+from trainers.base import StepRecord, Trainer, TrainRequest, TrainResult
+
+__all__ = ["StepRecord", "TrainRequest", "TrainResult", "Trainer", "load_trainer"]
+
+BACKENDS = ("torch", "jax")
+
+
+def load_trainer(backend: str) -> Trainer:
+    """Build the trainer for ``backend``, importing its framework only now."""
+    if backend == "torch":
+        from trainers.torch_trainer import TorchTrainer
+
+        return TorchTrainer()
+    raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")

@@ -1,0 +1,50 @@
+"""The typed training configuration read from ``configs/training/*.yaml``."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class OptimizerConfig(_Strict):
+    """AdamW settings."""
+
+    name: Literal["adamw"]
+    lr: PositiveFloat
+    weight_decay: float = Field(ge=0.0)
+    betas: tuple[float, float]
+    eps: PositiveFloat
+
+
+class ScheduleConfig(_Strict):
+    """Linear warm-up, then cosine decay to ``min_lr_ratio`` of the peak."""
+
+    warmup_steps: int = Field(ge=0)
+    decay: Literal["cosine", "constant"]
+    min_lr_ratio: float = Field(ge=0.0, le=1.0)
+
+
+class EvalConfig(_Strict):
+    """Greedy generation settings for the evaluation phase."""
+
+    batch_size: PositiveInt
+    max_new_tokens: PositiveInt
+
+
+class TrainingConfig(_Strict):
+    """Everything about how a model is trained, apart from what and for how long."""
+
+    seed: int
+    batch_size: PositiveInt
+    max_seq_len: PositiveInt
+    precision: Literal["fp32", "bf16"]
+    grad_clip: PositiveFloat
+    log_every: PositiveInt
+    optimizer: OptimizerConfig
+    schedule: ScheduleConfig
+    eval: EvalConfig
