@@ -50,7 +50,8 @@ class PhaseBlocked(pytest.skip.Exception):
     """Skip a phase for a documented cause (missing hardware, an earlier phase did not pass)."""
 
     def __init__(self, cause: Cause, reason: str) -> None:
-        super().__init__(msg=reason, allow_module_level=False)
+        # Reported at the phase's own location, not at the hook that raised it.
+        super().__init__(msg=reason, _use_item_location=True)
         self.cause = cause
 
 

@@ -125,8 +125,12 @@ class MilestoneSession:
         if found is None or call.when == "teardown" or (call.when == "setup" and report.passed):
             return report
         phase, run = found
-        run.record(_outcome(phase, report, call))
+        outcome = _outcome(phase, report, call)
+        run.record(outcome)
         write_documents(run)
+        if report.skipped and isinstance(report.longrepr, tuple):
+            path, line, _ = report.longrepr
+            report.longrepr = (path, line, f"Skipped: {outcome.reason}")
         return report
 
     def pytest_html_report_title(self, report: object) -> None:

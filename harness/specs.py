@@ -25,6 +25,14 @@ class SpecError(ValueError):
     """A spec or config problem; its message is one line naming the file and the key."""
 
 
+def shown(path: Path) -> str:
+    """``path`` as a user would type it: relative to the working directory when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -98,18 +106,18 @@ def load_yaml_model(path: Path, model: type[ModelT]) -> ModelT:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise SpecError(f"{path}: no such file") from None
+        raise SpecError(f"{shown(path)}: no such file") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
-        raise SpecError(f"{path}{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+        raise SpecError(f"{shown(path)}{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
     if not isinstance(raw, dict):
-        raise SpecError(f"{path}: expected a mapping of keys, got {type(raw).__name__}")
+        raise SpecError(f"{shown(path)}: expected a mapping of keys, got {type(raw).__name__}")
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(_describe(error, model) for error in exc.errors())
-        raise SpecError(f"{path}: {problems}") from None
+        raise SpecError(f"{shown(path)}: {problems}") from None
 
 
 def _describe(error: Any, model: type[BaseModel]) -> str:
@@ -159,19 +167,19 @@ class MilestoneRegistry:
         spec_path = self.root / MILESTONES_DIR / f"{milestone_id}.yaml"
         spec = load_yaml_model(spec_path, MilestoneSpec)
         if spec.id != milestone_id:
-            raise SpecError(f"{spec_path}: key 'id': {spec.id!r} does not match the file name")
+            raise SpecError(f"{shown(spec_path)}: key 'id': {spec.id!r} does not match the file name")
         for frozen_id in spec.frozen:
             if frozen_id not in known:
-                raise SpecError(f"{spec_path}: key 'frozen': no milestone {frozen_id!r}")
+                raise SpecError(f"{shown(spec_path)}: key 'frozen': no milestone {frozen_id!r}")
         training_path = self.root / TRAINING_DIR / spec.training_config
         if not training_path.is_file():
-            raise SpecError(f"{spec_path}: key 'training_config': no file {training_path}")
+            raise SpecError(f"{shown(spec_path)}: key 'training_config': no file {shown(training_path)}")
         dataset_path = self.root / DATASETS_DIR / spec.dataset
         if not dataset_path.is_dir():
-            raise SpecError(f"{spec_path}: key 'dataset': no dataset folder {dataset_path}")
+            raise SpecError(f"{shown(spec_path)}: key 'dataset': no dataset folder {shown(dataset_path)}")
         evalset_path = self.root / EVALSETS_DIR / f"{spec.evalset}.jsonl"
         if not evalset_path.is_file():
-            raise SpecError(f"{spec_path}: key 'evalset': no evalset file {evalset_path}")
+            raise SpecError(f"{shown(spec_path)}: key 'evalset': no evalset file {shown(evalset_path)}")
         return Milestone(
             spec=spec,
             training=load_yaml_model(training_path, TrainingConfig),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 # Architectures that can be built with random weights, offline. The real ones keep their
@@ -87,6 +88,9 @@ def build_model_and_tokenizer(source: str, seed: int) -> tuple[Any, Any]:
         config._attn_implementation = "sdpa"
         torch.manual_seed(seed)
         return AutoModelForCausalLM.from_config(config), build_char_tokenizer()
-    location = parsed.location
-    model = AutoModelForCausalLM.from_pretrained(location, attn_implementation="sdpa")
-    return model, AutoTokenizer.from_pretrained(location)
+    if parsed.kind == "local" and not Path(parsed.location).is_dir():
+        raise FileNotFoundError(f"model folder {parsed.location} does not exist (source {source!r})")
+    # hf: sources load from the local Hugging Face cache; nothing is fetched during a run.
+    options = {"local_files_only": True}
+    model = AutoModelForCausalLM.from_pretrained(parsed.location, attn_implementation="sdpa", **options)
+    return model, AutoTokenizer.from_pretrained(parsed.location, **options)
