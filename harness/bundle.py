@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from harness.redact import redact
+from harness.redact import redact, redact_data
 
 ENV_SNAPSHOT = "env_snapshot.txt"
 GPU_SNAPSHOT = "gpu_snapshot.txt"
@@ -62,13 +62,14 @@ def write_text(path: Path, text: str) -> Path:
 
 
 def write_json(path: Path, data: Any) -> Path:
-    """Write ``data`` as indented JSON, atomically."""
-    return write_text(path, json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n")
+    """Write ``data`` as indented JSON, atomically; strings are redacted before escaping."""
+    text = json.dumps(redact_data(data), indent=2, sort_keys=True, allow_nan=False)
+    return write_text(path, text + "\n")
 
 
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
-    """Write one JSON object per line, atomically."""
-    return write_text(path, "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows))
+    """Write one JSON object per line, atomically; strings are redacted before escaping."""
+    return write_text(path, "".join(json.dumps(redact_data(row), sort_keys=True) + "\n" for row in rows))
 
 
 def read_json(path: Path) -> Any:

@@ -57,7 +57,11 @@ def problems(run_dir: Path, files: list[str]) -> list[str]:
         elif path.stat().st_size == 0:
             found.append(f"{name}: empty")
         elif name in EVIDENCE_JSON:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as error:
+                found.append(f"{name}: not valid JSON ({error})")
+                continue
             found += [f"{name}: {where} is empty or a placeholder" for where in placeholder_paths(data)]
     return found
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import platform
 import sys
 from dataclasses import dataclass
@@ -57,7 +58,8 @@ def _probe_jax(kind: str) -> Probe:
 
 
 def probe_cpu() -> Probe:
-    return Probe("a CPU", platform.processor() or platform.machine(), 1)
+    cores = os.cpu_count() or 1
+    return Probe("os.cpu_count()", f"{cores} x {platform.processor() or platform.machine()}", cores)
 
 
 def wrong_platform(requirement: HardwareRequirement) -> str | None:

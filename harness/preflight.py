@@ -7,7 +7,7 @@ import importlib.util
 from harness import bundle
 from harness.data import load_evalset, load_traces
 from harness.hardware import missing_devices, wrong_platform
-from harness.outcomes import Cause, PhaseBlocked
+from harness.failures import Cause, PhaseBlocked
 from harness.run import MilestoneRun
 from harness.snapshot import env_snapshot, gpu_snapshot, render_env_snapshot
 

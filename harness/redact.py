@@ -5,8 +5,13 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from typing import Any
 
-SECRET_NAME = re.compile(r"TOKEN|KEY|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
+# A credential word ending the name or one of its underscore-separated parts: HF_TOKEN,
+# KAGGLE_KEY, AWS_SECRET_ACCESS_KEY, APIKEY; not TOKENIZERS_PARALLELISM.
+SECRET_NAME = re.compile(r"(TOKEN|KEY|SECRET|PASSWORD|PASSWD|CREDENTIALS?)S?(_|$)", re.IGNORECASE)
+# Values too common to be secrets; hiding them would corrupt unrelated text.
+NOT_SECRET_VALUES = frozenset({"true", "false", "none", "null", "yes", "no", "on", "off"})
 MIN_SECRET_LENGTH = 4
 REDACTED = "[REDACTED]"
 
@@ -14,7 +19,13 @@ REDACTED = "[REDACTED]"
 def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
     """Values worth hiding, longest first so a secret containing another is hidden whole."""
     env = os.environ if environ is None else environ
-    values = {v for k, v in env.items() if SECRET_NAME.search(k) and len(v) >= MIN_SECRET_LENGTH}
+    values = {
+        value
+        for name, value in env.items()
+        if SECRET_NAME.search(name)
+        and len(value) >= MIN_SECRET_LENGTH
+        and value.lower() not in NOT_SECRET_VALUES
+    }
     return sorted(values, key=len, reverse=True)
 
 
@@ -23,3 +34,14 @@ def redact(text: str, environ: Mapping[str, str] | None = None) -> str:
     for value in secret_values(environ):
         text = text.replace(value, REDACTED)
     return text
+
+
+def redact_data(data: Any, environ: Mapping[str, str] | None = None) -> Any:
+    """``data`` (JSON-like) with secrets redacted from every string, before it is serialised."""
+    if isinstance(data, str):
+        return redact(data, environ)
+    if isinstance(data, dict):
+        return {redact_data(k, environ): redact_data(v, environ) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [redact_data(item, environ) for item in data]
+    return data

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.outcomes import Cause, PhaseOutcome, Status
+from harness.failures import Cause
+from harness.outcomes import PhaseOutcome, Status
 from harness.phases import NEEDS, PHASES
 from harness.specs import Milestone
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from harness import bundle
-from harness.outcomes import Cause, PhaseBlocked, PhaseOutcome, Status, classify, describe
+from harness.failures import Cause, PhaseBlocked, classify
+from harness.outcomes import PhaseOutcome, Status, describe
 from harness.phases import phase_index
 from harness.run import MilestoneRun
 from harness.specs import Milestone, MilestoneRegistry, SpecError

@@ -11,6 +11,7 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
 
+from harness.outcomes import first_line
 from trainers.config import TrainingConfig
 
 MILESTONES_DIR = Path("configs/milestones")
@@ -110,7 +111,8 @@ def load_yaml_model(path: Path, model: type[ModelT]) -> ModelT:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
-        raise SpecError(f"{shown(path)}{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+        problem = getattr(exc, "problem", None) or first_line(str(exc))
+        raise SpecError(f"{shown(path)}{where}: invalid YAML ({problem})") from None
     if not isinstance(raw, dict):
         raise SpecError(f"{shown(path)}: expected a mapping of keys, got {type(raw).__name__}")
     try:

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from harness import bundle
 from harness.data import TRACES_FILE, file_sha256
-from harness.outcomes import Cause, Status
+from harness.failures import WHAT_TO_LOOK_AT
+from harness.outcomes import Status
 from harness.phases import TRAIN
 
 if TYPE_CHECKING:
@@ -20,21 +21,6 @@ DETECTED_KEYS = ("os", "cpu", "cpu_count", "ram", "torch.version.cuda")
 
 # Leave the first steps out of throughput: they carry one-off allocation and warm-up costs.
 THROUGHPUT_WARMUP_STEPS = 2
-
-WHAT_TO_LOOK_AT = {
-    Cause.MISSING_HARDWARE: "env_snapshot.txt and gpu_snapshot.txt show what this machine has; "
-    "run the milestone on the hardware its spec names",
-    Cause.UNSUPPORTED_PLATFORM: "env_snapshot.txt shows the platform; the spec names the one it needs",
-    Cause.MISSING_DEPENDENCY: "env_snapshot.txt lists the installed framework versions",
-    Cause.BLOCKED: "the outcome of the phase it needs, above",
-    Cause.OUT_OF_MEMORY: "training_log.txt for the last step reached; batch size and sequence length "
-    "in run_manifest.json",
-    Cause.CHECK_FAILED: "the reason above and the metrics it names",
-    Cause.INTERRUPTED: "training_log.txt for the last step reached",
-    Cause.NOT_SELECTED: "the pytest command line (-k, -m, -x) that left the phase out",
-    Cause.SKIPPED: "the skip reason above",
-    Cause.ERROR: "the traceback in report.html and training_log.txt",
-}
 
 
 def _mean_rate(steps: list[StepRecord], attr: str) -> float:
