@@ -36,6 +36,9 @@ class MilestoneRun:
     outcomes: dict[str, PhaseOutcome] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     steps: list[StepRecord] = field(default_factory=list)
+    follows: str | None = None
+    current_phase: str | None = None
+    session_finished: bool = False
     train_result: TrainResult | None = None
     eval_result: EvalResult | None = None
 

@@ -7,11 +7,13 @@ from collections.abc import Generator
 from pathlib import Path
 
 import pytest
+from filelock import FileLock, Timeout
 
-from harness import bundle
+from harness import bundle, history
 from harness.failures import Cause, PhaseBlocked, classify
 from harness.outcomes import PhaseOutcome, Status, describe
 from harness.phases import phase_index
+from harness.redact import secret_values
 from harness.run import MilestoneRun
 from harness.specs import Milestone, MilestoneRegistry, SpecError
 from harness.writers import write_documents
@@ -37,6 +39,8 @@ class MilestoneSession:
         self.milestones = milestones
         self.root = root
         self.runs: dict[str, MilestoneRun] = {}
+        self.locks: list[FileLock] = []
+        self.interrupt_reason = "the session stopped during this phase"
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> MilestoneSession:
@@ -49,11 +53,23 @@ class MilestoneSession:
         return cls(config, milestones, root)
 
     def open_runs(self) -> None:
-        """Allocate a fresh ``<id>_v<N>`` folder per milestone; the HTML report goes into the first."""
+        """Lock each milestone, note an earlier run that never finished, allocate a fresh folder.
+
+        The HTML report goes into the first run's folder.
+        """
         runs_root = self.root / RUNS_DIR
+        runs_root.mkdir(parents=True, exist_ok=True)
         for milestone in self.milestones:
+            self.locks.append(_lock(runs_root, milestone.id))
+            earlier = history.run_dirs(runs_root, milestone.id)
             run_dir = bundle.allocate_run_dir(runs_root, milestone.id)
-            self.runs[milestone.id] = MilestoneRun(milestone, self.root, run_dir, progress=self.progress)
+            run = MilestoneRun(milestone, self.root, run_dir, progress=self.progress)
+            if earlier:
+                previous = earlier[-1]
+                if not history.session_finished(previous):
+                    history.mark_interrupted(previous, run.run_id, run.started_at)
+                run.follows = previous.name
+            self.runs[milestone.id] = run
         option = self.config.option
         if self.runs and getattr(option, "htmlpath", "missing") is None:
             option.htmlpath = str(self.first_run.run_dir / bundle.REPORT)
@@ -113,6 +129,7 @@ class MilestoneSession:
         if found is None:
             return
         phase, run = found
+        run.current_phase = phase
         blocked = run.blocker(phase)
         if blocked is not None:
             raise PhaseBlocked(*blocked)
@@ -128,6 +145,7 @@ class MilestoneSession:
         phase, run = found
         outcome = _outcome(phase, report, call)
         run.record(outcome)
+        run.current_phase = None
         write_documents(run)
         if report.skipped and isinstance(report.longrepr, tuple):
             path, line, _ = report.longrepr
@@ -138,15 +156,40 @@ class MilestoneSession:
         ids = ", ".join(run.run_id for run in self.runs.values())
         report.title = f"tunix-rt milestone report: {ids}"  # type: ignore[attr-defined]
 
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        self.interrupt_reason = describe(excinfo.value) or "KeyboardInterrupt (SIGINT)"
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_runtest_logreport(self) -> None:
+        self.redact_report()
+
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self) -> None:
         for run in self.runs.values():
+            if run.current_phase and run.current_phase not in run.outcomes:
+                run.record(
+                    PhaseOutcome(run.current_phase, Status.FAILED, Cause.INTERRUPTED, self.interrupt_reason, 0.0)
+                )
+            run.session_finished = True
             write_documents(run)
-        report = Path(str(getattr(self.config.option, "htmlpath", "") or ""))
-        if report.is_file():
+        self.redact_report()
+        report = self.report_path()
+        if report is not None:
             for run in self.runs.values():
                 if run.run_dir / bundle.REPORT != report:
                     shutil.copyfile(report, run.run_dir / bundle.REPORT)
+        for lock in self.locks:
+            lock.release()
+
+    def report_path(self) -> Path | None:
+        report = Path(str(getattr(self.config.option, "htmlpath", "") or ""))
+        return report if report.is_file() else None
+
+    def redact_report(self) -> None:
+        """pytest-html writes the report itself; secrets are taken out of it after each write."""
+        report = self.report_path()
+        if report is not None and secret_values():
+            bundle.write_text(report, report.read_text(encoding="utf-8"))
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("tunix-rt evidence")
@@ -154,6 +197,19 @@ class MilestoneSession:
             terminalreporter.write_line(
                 f"{run.run_id}: {run.verdict} -> {run.run_dir.relative_to(self.root)}/"
             )
+
+
+def _lock(runs_root: Path, milestone_id: str) -> FileLock:
+    """Hold ``.<id>.lock`` for the session; the OS releases it if the process dies."""
+    lock = FileLock(runs_root / f".{milestone_id}.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise pytest.UsageError(
+            f"--milestone {milestone_id}: another session is running this milestone "
+            f"(lock {lock.lock_file}); wait for it to finish"
+        ) from None
+    return lock
 
 
 def _outcome(phase: str, report: pytest.TestReport, call: pytest.CallInfo[None]) -> PhaseOutcome:

@@ -169,6 +169,8 @@ def run_manifest(run: MilestoneRun) -> dict[str, Any]:
         "started_at": run.started_at,
         "finished_at": run.finished_at or run.updated_at,
         "complete": run.finished_at is not None,
+        "session_finished": run.session_finished,
+        "follows": run.follows or "none: the first run of this milestone here",
         "verdict": run.verdict,
         "phases": {
             o.phase: {"status": str(o.status), "cause": str(o.cause), "reason": o.reason,

@@ -7,75 +7,19 @@ modules a run imported, and torch cannot be imported twice into one process.
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
+if TYPE_CHECKING:
+    from tests.conftest import MiniProject
+
 torch = pytest.importorskip("torch")
-
-ROOT = Path(__file__).resolve().parents[1]
-
-TRAINING = """\
-# pytest acceptance --milestone mini
-seed: 7
-batch_size: 4
-max_seq_len: 192
-precision: fp32
-grad_clip: 1.0
-log_every: 2
-optimizer: {name: adamw, lr: 3.0e-3, weight_decay: 0.0, betas: [0.9, 0.98], eps: 1.0e-8}
-schedule: {warmup_steps: 0, decay: constant, min_lr_ratio: 1.0}
-eval: {batch_size: 4, max_new_tokens: 8}
-"""
-
-
-def spec(milestone_id: str, *, accelerator: str = "cpu", model: str = "random:tiny-gemma") -> str:
-    return f"""\
-id: {milestone_id}
-title: Mini milestone
-purpose: Exercise every phase in seconds.
-backend: torch
-hardware: {{accelerator: {accelerator}, count: 1, platform: any, label: test hardware}}
-model: {model}
-training_config: mini.yaml
-dataset: mini
-evalset: mini
-run: {{max_steps: 4}}
-frozen: []
-closing_statement: The mini milestone proves nothing about quality.
-"""
-
-
-@pytest.fixture
-def project(pytester: pytest.Pytester) -> pytest.Pytester:
-    """A copy of the acceptance phases with tiny milestones, data and evalset."""
-    (pytester.path / "acceptance").mkdir()
-    shutil.copy(ROOT / "acceptance" / "test_milestone.py", pytester.path / "acceptance")
-    milestones = pytester.path / "configs" / "milestones"
-    milestones.mkdir(parents=True)
-    (milestones / "mini.yaml").write_text(spec("mini"))
-    (milestones / "mini-gpu.yaml").write_text(spec("mini-gpu", accelerator="cuda"))
-    (milestones / "mini-broken.yaml").write_text(spec("mini-broken", model="local:does-not-exist"))
-    (pytester.path / "configs" / "training").mkdir()
-    (pytester.path / "configs" / "training" / "mini.yaml").write_text(TRAINING)
-    traces = (ROOT / "datasets" / "dev-reasoning-v2" / "traces.jsonl").read_text().splitlines()
-    (pytester.path / "datasets" / "mini").mkdir(parents=True)
-    (pytester.path / "datasets" / "mini" / "traces.jsonl").write_text("\n".join(traces[:16]) + "\n")
-    items = (ROOT / "evalsets" / "eval_v2.jsonl").read_text().splitlines()
-    (pytester.path / "evalsets").mkdir()
-    (pytester.path / "evalsets" / "mini.jsonl").write_text("\n".join(items[:5]) + "\n")
-    pytester.makeini("[pytest]\naddopts = --strict-markers\n")
-    return pytester
-
-
-def manifest(project: pytest.Pytester, run_id: str) -> dict:
-    return json.loads((project.path / "submission_runs" / run_id / "run_manifest.json").read_text())
 
 
 @pytest.mark.slow
-def test_a_milestone_runs_its_phases_in_order_and_leaves_a_complete_bundle(project: pytest.Pytester) -> None:
-    result = project.runpytest_subprocess("acceptance", "--milestone", "mini", "-v")
+def test_a_milestone_runs_its_phases_in_order_and_leaves_a_complete_bundle(mini: MiniProject) -> None:
+    result = mini.run("--milestone", "mini", "-v")
     result.assert_outcomes(passed=5)
     result.stdout.fnmatch_lines(
         [
@@ -87,7 +31,7 @@ def test_a_milestone_runs_its_phases_in_order_and_leaves_a_complete_bundle(proje
             "*mini_v1: passed -> submission_runs/mini_v1/*",
         ]
     )
-    bundle = project.path / "submission_runs" / "mini_v1"
+    bundle = mini.path / "submission_runs" / "mini_v1"
     for name in (
         "env_snapshot.txt", "gpu_snapshot.txt", "training_log.txt", "training_metrics.json",
         "checkpoint/model.safetensors", "predictions.jsonl", "evaluation_results.json",
@@ -95,7 +39,7 @@ def test_a_milestone_runs_its_phases_in_order_and_leaves_a_complete_bundle(proje
     ):
         assert (bundle / name).is_file(), name
     assert not (bundle / "failure_analysis.md").exists()
-    data = manifest(project, "mini_v1")
+    data = mini.manifest("mini_v1")
     assert data["verdict"] == "passed" and data["complete"] is True
     assert data["steps_completed"] == 4
     metrics = json.loads((bundle / "training_metrics.json").read_text())
@@ -104,15 +48,15 @@ def test_a_milestone_runs_its_phases_in_order_and_leaves_a_complete_bundle(proje
     assert results["count"] == 5
     assert len((bundle / "predictions.jsonl").read_text().splitlines()) == 5
 
-    project.runpytest_subprocess("acceptance", "--milestone", "mini").assert_outcomes(passed=5)
-    assert manifest(project, "mini_v2")["run_id"] == "mini_v2"
-    assert manifest(project, "mini_v1")["finished_at"] == data["finished_at"]
+    mini.run("--milestone", "mini").assert_outcomes(passed=5)
+    assert mini.manifest("mini_v2")["run_id"] == "mini_v2"
+    assert mini.manifest("mini_v1")["finished_at"] == data["finished_at"]
 
 
 @pytest.mark.skipif("torch.cuda.is_available()", reason="this machine has CUDA")
 @pytest.mark.slow
-def test_absent_hardware_skips_the_run_with_a_documented_reason(project: pytest.Pytester) -> None:
-    result = project.runpytest_subprocess("acceptance", "--milestone", "mini-gpu", "-m", "cuda", "-rs")
+def test_absent_hardware_skips_the_run_with_a_documented_reason(mini: MiniProject) -> None:
+    result = mini.run("--milestone", "mini-gpu", "-m", "cuda", "-rs")
     result.assert_outcomes(passed=2, skipped=3)
     result.stdout.fnmatch_lines(
         [
@@ -121,7 +65,7 @@ def test_absent_hardware_skips_the_run_with_a_documented_reason(project: pytest.
             "*train skipped: preflight skipped*",
         ]
     )
-    bundle = project.path / "submission_runs" / "mini-gpu_v1"
+    bundle = mini.path / "submission_runs" / "mini-gpu_v1"
     analysis = (bundle / "failure_analysis.md").read_text()
     assert "cause class: missing hardware" in analysis
     summary = (bundle / "mini-gpu_summary.md").read_text()
@@ -131,52 +75,52 @@ def test_absent_hardware_skips_the_run_with_a_documented_reason(project: pytest.
 
 @pytest.mark.slow
 def test_a_failed_phase_skips_its_dependents_but_evidence_and_summary_still_run(
-    project: pytest.Pytester,
+    mini: MiniProject,
 ) -> None:
-    result = project.runpytest_subprocess("acceptance", "--milestone", "mini-broken", "-rs")
+    result = mini.run("--milestone", "mini-broken", "-rs")
     result.assert_outcomes(passed=3, failed=1, skipped=1)
     result.stdout.fnmatch_lines(["SKIPPED*: train failed: FileNotFoundError: model folder does-not-exist*"])
-    data = manifest(project, "mini-broken_v1")
+    data = mini.manifest("mini-broken_v1")
     assert data["verdict"] == "train failed"
     assert data["phases"]["evaluate"]["status"] == "skipped"
-    analysis = (project.path / "submission_runs" / "mini-broken_v1" / "failure_analysis.md").read_text()
+    analysis = (mini.path / "submission_runs" / "mini-broken_v1" / "failure_analysis.md").read_text()
     assert "## train: failed" in analysis
     assert "last good state: no optimizer step completed" in analysis
 
 
 @pytest.mark.slow
-def test_stopping_early_still_documents_the_phases_that_did_not_run(project: pytest.Pytester) -> None:
-    result = project.runpytest_subprocess("acceptance", "--milestone", "mini-broken", "-x")
+def test_stopping_early_still_documents_the_phases_that_did_not_run(mini: MiniProject) -> None:
+    result = mini.run("--milestone", "mini-broken", "-x")
     result.assert_outcomes(passed=1, failed=1)
-    data = manifest(project, "mini-broken_v1")
+    data = mini.manifest("mini-broken_v1")
     assert data["complete"] is False
     assert data["phases"]["summary"]["status"] == "not run"
-    assert (project.path / "submission_runs" / "mini-broken_v1" / "mini-broken_summary.md").is_file()
+    assert (mini.path / "submission_runs" / "mini-broken_v1" / "mini-broken_summary.md").is_file()
 
 
-def test_unknown_milestone_is_a_usage_error_listing_the_known_ones(project: pytest.Pytester) -> None:
-    result = project.runpytest("acceptance", "--milestone", "nope")
+def test_unknown_milestone_is_a_usage_error_listing_the_known_ones(mini: MiniProject) -> None:
+    result = mini.pytester.runpytest("acceptance", "--milestone", "nope")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*unknown milestone 'nope'; known milestones: mini, mini-broken, mini-gpu*"])
-    assert not (project.path / "submission_runs").exists()
+    assert not (mini.path / "submission_runs").exists()
 
 
-def test_a_bad_spec_is_a_usage_error_naming_file_and_key(project: pytest.Pytester) -> None:
-    path = project.path / "configs" / "milestones" / "mini.yaml"
+def test_a_bad_spec_is_a_usage_error_naming_file_and_key(mini: MiniProject) -> None:
+    path = mini.path / "configs" / "milestones" / "mini.yaml"
     path.write_text(path.read_text().replace("hardware:", "hardwre:"))
-    result = project.runpytest("acceptance", "--milestone", "mini")
+    result = mini.pytester.runpytest("acceptance", "--milestone", "mini")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*mini.yaml: *unknown key 'hardwre' (did you mean 'hardware'?)*"])
 
 
-def test_without_a_milestone_the_phases_skip_and_say_why(project: pytest.Pytester) -> None:
-    result = project.runpytest("acceptance", "-rs")
+def test_without_a_milestone_the_phases_skip_and_say_why(mini: MiniProject) -> None:
+    result = mini.pytester.runpytest("acceptance", "-rs")
     result.assert_outcomes(skipped=5)
     result.stdout.fnmatch_lines(["*no --milestone given; known milestones: mini, mini-broken, mini-gpu*"])
-    assert not (project.path / "submission_runs").exists()
+    assert not (mini.path / "submission_runs").exists()
 
 
-def test_collect_only_writes_nothing(project: pytest.Pytester) -> None:
-    result = project.runpytest("acceptance", "--milestone", "mini", "--collect-only", "-q")
+def test_collect_only_writes_nothing(mini: MiniProject) -> None:
+    result = mini.pytester.runpytest("acceptance", "--milestone", "mini", "--collect-only", "-q")
     result.stdout.fnmatch_lines(["*test_preflight[[]mini[]]*", "*test_summary[[]mini[]]*"])
-    assert not (project.path / "submission_runs").exists()
+    assert not (mini.path / "submission_runs").exists()

@@ -36,6 +36,13 @@ class EvalConfig(_Strict):
     max_new_tokens: PositiveInt
 
 
+class DivergenceConfig(_Strict):
+    """Stop when the loss stays above ``factor`` x its running minimum for ``patience`` steps."""
+
+    factor: float = Field(gt=1.0)
+    patience: PositiveInt
+
+
 class TrainingConfig(_Strict):
     """Everything about how a model is trained, apart from what and for how long."""
 
@@ -47,4 +54,5 @@ class TrainingConfig(_Strict):
     log_every: PositiveInt
     optimizer: OptimizerConfig
     schedule: ScheduleConfig
+    divergence: DivergenceConfig
     eval: EvalConfig

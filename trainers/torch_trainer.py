@@ -16,6 +16,7 @@ from transformers import (
 )
 
 from trainers.base import Example, StepHook, StepRecord, TrainRequest, TrainResult
+from trainers.guards import LossGuard, TrainingStopped
 from trainers.models import build_model_and_tokenizer
 
 IGNORE_INDEX = -100
@@ -81,6 +82,7 @@ class TorchTrainer:
         total = request.total_steps()
         scheduler = _scheduler(optimizer, request, total)
         autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
+        guard = LossGuard(config.divergence.factor, config.divergence.patience)
         records: list[StepRecord] = []
         started = time.perf_counter()
         for step, indices in enumerate(batches(len(rows), config.batch_size, config.seed), start=1):
@@ -90,6 +92,11 @@ class TorchTrainer:
             batch = {k: v.to(device) for k, v in collate([rows[i] for i in indices], tokenizer.pad_token_id).items()}
             with autocast:
                 loss = model(**batch).loss
+            try:
+                guard.check(step, loss.item())
+            except TrainingStopped:
+                self._save(model, tokenizer, request.checkpoint_dir)  # the weights before this step
+                raise
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             lr = scheduler.get_last_lr()[0]
@@ -108,8 +115,7 @@ class TorchTrainer:
             records.append(record)
             on_step(record)
         runtime = time.perf_counter() - started
-        model.save_pretrained(request.checkpoint_dir)
-        tokenizer.save_pretrained(request.checkpoint_dir)
+        self._save(model, tokenizer, request.checkpoint_dir)
         return TrainResult(
             backend=self.backend,
             device=str(device),
@@ -118,6 +124,11 @@ class TorchTrainer:
             runtime_s=runtime,
             checkpoint_dir=request.checkpoint_dir,
         )
+
+    @staticmethod
+    def _save(model: Any, tokenizer: Any, checkpoint_dir: Path) -> None:
+        model.save_pretrained(checkpoint_dir)
+        tokenizer.save_pretrained(checkpoint_dir)
 
     def generate(
         self,

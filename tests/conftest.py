@@ -1,0 +1,102 @@
+"""Shared fixtures of the unit tier: a mini project to run the plugin end to end in seconds."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TRAINING = """\
+# pytest acceptance --milestone mini
+seed: 7
+batch_size: 4
+max_seq_len: 192
+precision: fp32
+grad_clip: 1.0
+log_every: 2
+optimizer: {{name: adamw, lr: {lr}, weight_decay: 0.0, betas: [0.9, 0.98], eps: 1.0e-8}}
+schedule: {{warmup_steps: 0, decay: constant, min_lr_ratio: 1.0}}
+divergence: {{factor: 3.0, patience: 3}}
+eval: {{batch_size: 4, max_new_tokens: 8}}
+"""
+
+SPEC = """\
+id: {milestone_id}
+title: Mini milestone
+purpose: Exercise every phase in seconds.
+backend: torch
+hardware: {{accelerator: {accelerator}, count: 1, platform: any, label: test hardware}}
+model: {model}
+training_config: {training}.yaml
+dataset: mini
+evalset: mini
+run: {{max_steps: {max_steps}}}
+frozen: []
+closing_statement: The mini milestone proves nothing about quality.
+"""
+
+
+class MiniProject:
+    """A project with the real acceptance phases, tiny data and milestones that train in seconds."""
+
+    def __init__(self, pytester: pytest.Pytester) -> None:
+        self.pytester = pytester
+        self.path = pytester.path
+        (self.path / "acceptance").mkdir()
+        shutil.copy(ROOT / "acceptance" / "test_milestone.py", self.path / "acceptance")
+        (self.path / "configs" / "milestones").mkdir(parents=True)
+        (self.path / "configs" / "training").mkdir()
+        self.training("mini")
+        traces = (ROOT / "datasets" / "dev-reasoning-v2" / "traces.jsonl").read_text().splitlines()
+        (self.path / "datasets" / "mini").mkdir(parents=True)
+        (self.path / "datasets" / "mini" / "traces.jsonl").write_text("\n".join(traces[:16]) + "\n")
+        items = (ROOT / "evalsets" / "eval_v2.jsonl").read_text().splitlines()
+        (self.path / "evalsets").mkdir()
+        (self.path / "evalsets" / "mini.jsonl").write_text("\n".join(items[:5]) + "\n")
+        pytester.makeini("[pytest]\naddopts = --strict-markers\n")
+
+    def training(self, name: str, *, lr: float = 3.0e-3) -> None:
+        (self.path / "configs" / "training" / f"{name}.yaml").write_text(TRAINING.format(lr=lr))
+
+    def milestone(
+        self,
+        milestone_id: str,
+        *,
+        accelerator: str = "cpu",
+        model: str = "random:tiny-gemma",
+        training: str = "mini",
+        max_steps: int = 4,
+    ) -> None:
+        text = SPEC.format(
+            milestone_id=milestone_id,
+            accelerator=accelerator,
+            model=model,
+            training=training,
+            max_steps=max_steps,
+        )
+        (self.path / "configs" / "milestones" / f"{milestone_id}.yaml").write_text(text)
+
+    def run(self, *args: str) -> pytest.RunResult:
+        """A session in its own process: torch cannot be imported twice into one process."""
+        return self.pytester.runpytest_subprocess("acceptance", *args)
+
+    def bundle(self, run_id: str) -> Path:
+        return self.path / "submission_runs" / run_id
+
+    def manifest(self, run_id: str) -> dict[str, Any]:
+        return json.loads((self.bundle(run_id) / "run_manifest.json").read_text())
+
+
+@pytest.fixture
+def mini(pytester: pytest.Pytester) -> MiniProject:
+    """A mini project with three milestones: ``mini``, ``mini-gpu`` (needs CUDA), ``mini-broken``."""
+    project = MiniProject(pytester)
+    project.milestone("mini")
+    project.milestone("mini-gpu", accelerator="cuda")
+    project.milestone("mini-broken", model="local:does-not-exist")
+    return project
