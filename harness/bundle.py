@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import tempfile
@@ -61,9 +62,20 @@ def write_text(path: Path, text: str) -> Path:
     return path
 
 
+def json_safe(data: Any) -> Any:
+    """``data`` with non-finite floats spelled as strings ("nan", "inf"): JSON has no such numbers."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return str(data)
+    if isinstance(data, dict):
+        return {key: json_safe(value) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [json_safe(item) for item in data]
+    return data
+
+
 def write_json(path: Path, data: Any) -> Path:
     """Write ``data`` as indented JSON, atomically; strings are redacted before escaping."""
-    text = json.dumps(redact_data(data), indent=2, sort_keys=True, allow_nan=False)
+    text = json.dumps(json_safe(redact_data(data)), indent=2, sort_keys=True, allow_nan=False)
     return write_text(path, text + "\n")
 
 

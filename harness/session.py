@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import shutil
+import signal
+import threading
 from collections.abc import Generator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from filelock import FileLock, Timeout
@@ -41,6 +44,7 @@ class MilestoneSession:
         self.runs: dict[str, MilestoneRun] = {}
         self.locks: list[FileLock] = []
         self.interrupt_reason = "the session stopped during this phase"
+        self.previous_sigterm: Any = None
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> MilestoneSession:
@@ -156,6 +160,14 @@ class MilestoneSession:
         ids = ", ".join(run.run_id for run in self.runs.values())
         report.title = f"tunix-rt milestone report: {ids}"  # type: ignore[attr-defined]
 
+    def pytest_sessionstart(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self.previous_sigterm = signal.signal(signal.SIGTERM, _terminate)
+
+    def pytest_unconfigure(self) -> None:
+        if self.previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, self.previous_sigterm)
+
     def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
         self.interrupt_reason = describe(excinfo.value) or "KeyboardInterrupt (SIGINT)"
 
@@ -163,8 +175,20 @@ class MilestoneSession:
     def pytest_runtest_logreport(self) -> None:
         self.redact_report()
 
-    @pytest.hookimpl(trylast=True)
-    def pytest_sessionfinish(self) -> None:
+    @pytest.hookimpl(wrapper=True)
+    def pytest_sessionfinish(self) -> Generator[None, None, None]:
+        self.close_runs()
+        try:
+            return (yield)
+        finally:
+            # pytest-html writes its final report inside this hook: finish it once that is done.
+            self.redact_report()
+            self.copy_report()
+            for lock in self.locks:
+                lock.release()
+
+    def close_runs(self) -> None:
+        """Record a phase cut short as interrupted, and render every run's documents once more."""
         for run in self.runs.values():
             if run.current_phase and run.current_phase not in run.outcomes:
                 run.record(
@@ -172,14 +196,14 @@ class MilestoneSession:
                 )
             run.session_finished = True
             write_documents(run)
-        self.redact_report()
+
+    def copy_report(self) -> None:
         report = self.report_path()
-        if report is not None:
-            for run in self.runs.values():
-                if run.run_dir / bundle.REPORT != report:
-                    shutil.copyfile(report, run.run_dir / bundle.REPORT)
-        for lock in self.locks:
-            lock.release()
+        if report is None:
+            return
+        for run in self.runs.values():
+            if run.run_dir / bundle.REPORT != report:
+                shutil.copyfile(report, run.run_dir / bundle.REPORT)
 
     def report_path(self) -> Path | None:
         report = Path(str(getattr(self.config.option, "htmlpath", "") or ""))
@@ -197,6 +221,11 @@ class MilestoneSession:
             terminalreporter.write_line(
                 f"{run.run_id}: {run.verdict} -> {run.run_dir.relative_to(self.root)}/"
             )
+
+
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM ends the session like Ctrl-C, so the phase in progress is recorded as interrupted."""
+    raise KeyboardInterrupt("SIGTERM received")
 
 
 def _lock(runs_root: Path, milestone_id: str) -> FileLock:

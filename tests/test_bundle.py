@@ -92,20 +92,24 @@ def test_write_json_round_trips(tmp_path: Path) -> None:
     assert _leftovers(tmp_path) == []
 
 
-@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
-def test_write_json_refuses_nan_and_keeps_earlier_file(tmp_path: Path, bad: float) -> None:
+@pytest.mark.parametrize(("bad", "spelled"), [(math.nan, "nan"), (math.inf, "inf"), (-math.inf, "-inf")])
+def test_write_json_spells_non_finite_floats_as_strings(tmp_path: Path, bad: float, spelled: str) -> None:
+    path = bundle.write_json(tmp_path / "training_metrics.json", {"per_step": [{"loss": bad}]})
+    assert bundle.read_json(path) == {"per_step": [{"loss": spelled}]}
+
+
+def test_write_json_refusing_a_value_keeps_the_earlier_file(tmp_path: Path) -> None:
     path = bundle.write_json(tmp_path / "training_metrics.json", {"final_loss": 1.25})
     before = path.read_text(encoding="utf-8")
-    with pytest.raises(ValueError):
-        bundle.write_json(path, {"final_loss": bad})
+    with pytest.raises(TypeError):
+        bundle.write_json(path, {"final_loss": object()})
     assert path.read_text(encoding="utf-8") == before
-    assert bundle.read_json(path) == {"final_loss": 1.25}
     assert _leftovers(tmp_path) == []
 
 
-def test_write_json_refuses_nan_without_creating_a_file(tmp_path: Path) -> None:
-    with pytest.raises(ValueError):
-        bundle.write_json(tmp_path / "evaluation_results.json", {"accuracy": math.nan})
+def test_write_json_refusing_a_value_creates_no_file(tmp_path: Path) -> None:
+    with pytest.raises(TypeError):
+        bundle.write_json(tmp_path / "evaluation_results.json", {"accuracy": {1, 2}})
     assert list(tmp_path.iterdir()) == []
 
 
