@@ -12,6 +12,7 @@ from harness.evidence import consolidate
 from harness.phases import PHASES
 from harness.preflight import preflight
 from harness.run import MilestoneRun
+from harness.run_rules import check_after, check_before
 from harness.summary import finalize
 from harness.training import train
 from trainers import Trainer
@@ -21,6 +22,12 @@ from trainers import Trainer
 def test_preflight(milestone_run: MilestoneRun) -> None:
     preflight(milestone_run)
     assert (milestone_run.run_dir / bundle.ENV_SNAPSHOT).is_file()
+
+
+@pytest.mark.phase("guardrails-before")
+def test_guardrails_before(milestone_run: MilestoneRun) -> None:
+    problems = check_before(milestone_run)
+    assert not problems, "a rule is broken before training: " + "; ".join(problems)
 
 
 @pytest.mark.phase("train")
@@ -37,6 +44,12 @@ def test_evaluate(milestone_run: MilestoneRun, trainer: Trainer) -> None:
     result = evaluate(milestone_run, trainer)
     assert result.count > 0
     assert (milestone_run.run_dir / bundle.EVALUATION_RESULTS).is_file()
+
+
+@pytest.mark.phase("guardrails-after")
+def test_guardrails_after(milestone_run: MilestoneRun) -> None:
+    problems = check_after(milestone_run)
+    assert not problems, "a rule was broken during the run: " + "; ".join(problems)
 
 
 @pytest.mark.phase("evidence")

@@ -127,7 +127,7 @@ def ci_fingerprint(root: Path) -> Fingerprint:
 
 
 def outputs_snapshot(root: Path, ignore: Sequence[str] = KNOWN_CACHES) -> Fingerprint:
-    """Every untracked, ignored or modified path, by digest, skipping paths through ``ignore``."""
+    """Every untracked, ignored or modified path, by size and mtime, skipping paths through ``ignore``."""
     _require_top_level(root)
     # "matching" reports an ignored folder as one entry; the default mode with
     # --untracked-files=all lists every file inside it (all of .venv). The
@@ -155,7 +155,7 @@ def outputs_snapshot(root: Path, ignore: Sequence[str] = KNOWN_CACHES) -> Finger
         elif target.is_dir() and not target.is_symlink():
             entries.update(_walk(target, root, ignore))
         else:
-            entries[relative] = _digest(target) or DELETED
+            entries[relative] = _signature(target) or DELETED
     return Fingerprint(entries)
 
 
@@ -236,7 +236,7 @@ def _walk(folder: Path, root: Path, ignore: Sequence[str]) -> dict[str, str]:
         entered = set(dirnames)
         for name in names:
             if name not in entered:
-                entries[_key(here / name, root)] = _digest(here / name) or DELETED
+                entries[_key(here / name, root)] = _signature(here / name) or DELETED
     return entries
 
 
@@ -246,6 +246,20 @@ def _key(path: Path, root: Path) -> str:
 
 def _skipped(relative: str, ignore: Sequence[str]) -> bool:
     return any(part in ignore for part in relative.split("/"))
+
+
+def _signature(path: Path) -> str | None:
+    """Size and modification time of an output: earlier bundles hold multi-GB checkpoints,
+    which a content hash would read in full at every check."""
+    try:
+        if path.is_symlink():
+            return f"link:{os.readlink(path)}"
+        if path.is_dir():
+            return DIR
+        info = path.stat()
+    except FileNotFoundError:
+        return None
+    return f"{info.st_size}:{info.st_mtime_ns}"
 
 
 def _digest(path: Path) -> str | None:

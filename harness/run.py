@@ -15,6 +15,7 @@ from harness.specs import Milestone
 
 if TYPE_CHECKING:
     from harness.evaluation import EvalResult
+    from harness.run_rules import Fingerprints
     from trainers.base import StepRecord, TrainResult
 
 
@@ -39,6 +40,8 @@ class MilestoneRun:
     follows: str | None = None
     current_phase: str | None = None
     session_finished: bool = False
+    rules_start: Fingerprints | None = None
+    allowed_outputs: list[Path] = field(default_factory=list)
     train_result: TrainResult | None = None
     eval_result: EvalResult | None = None
 

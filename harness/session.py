@@ -74,6 +74,10 @@ class MilestoneSession:
                     history.mark_interrupted(previous, run.run_id, run.started_at)
                 run.follows = previous.name
             self.runs[milestone.id] = run
+        # A session may write its own run folders and lock files, and nothing else.
+        allowed = [run.run_dir for run in self.runs.values()] + [Path(lock.lock_file) for lock in self.locks]
+        for run in self.runs.values():
+            run.allowed_outputs = allowed
         option = self.config.option
         if self.runs and getattr(option, "htmlpath", "missing") is None:
             option.htmlpath = str(self.first_run.run_dir / bundle.REPORT)

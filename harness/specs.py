@@ -60,6 +60,13 @@ class RunShape(_Strict):
         return self
 
 
+class GuardrailSpec(_Strict):
+    """The run's rules: a clean tree at start (for real runs), and an optional dependency lock."""
+
+    clean_tree: bool
+    dependency_lock: str | None = None
+
+
 class MilestoneSpec(_Strict):
     """One milestone as written in ``configs/milestones/<id>.yaml``."""
 
@@ -74,6 +81,7 @@ class MilestoneSpec(_Strict):
     evalset: str = Field(min_length=1)
     run: RunShape
     frozen: tuple[str, ...] = ()
+    guardrails: GuardrailSpec
     closing_statement: str = Field(min_length=1)
 
     @property

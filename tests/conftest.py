@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ dataset: mini
 evalset: mini
 run: {{max_steps: {max_steps}}}
 frozen: []
+guardrails: {{clean_tree: true}}
 closing_statement: The mini milestone proves nothing about quality.
 """
 
@@ -46,7 +48,10 @@ class MiniProject:
 
     def __init__(self, pytester: pytest.Pytester) -> None:
         self.pytester = pytester
-        self.path = pytester.path
+        # The project sits below pytester's folder, where pytester keeps its own stdout/stderr
+        # files: those must not count as outputs of the run.
+        self.path = pytester.path / "project"
+        self.path.mkdir()
         (self.path / "acceptance").mkdir()
         shutil.copy(ROOT / "acceptance" / "test_milestone.py", self.path / "acceptance")
         (self.path / "configs" / "milestones").mkdir(parents=True)
@@ -58,7 +63,19 @@ class MiniProject:
         items = (ROOT / "evalsets" / "eval_v2.jsonl").read_text().splitlines()
         (self.path / "evalsets").mkdir()
         (self.path / "evalsets" / "mini.jsonl").write_text("\n".join(items[:5]) + "\n")
-        pytester.makeini("[pytest]\naddopts = --strict-markers\n")
+        (self.path / "pytest.ini").write_text("[pytest]\naddopts = --strict-markers\n")
+        self.commit("a mini project")
+
+    def git(self, *args: str) -> str:
+        identity = ["-c", "user.name=tunix-rt tests", "-c", "user.email=tests@tunix-rt.invalid"]
+        done = subprocess.run(["git", *identity, *args], cwd=self.path, capture_output=True, text=True, check=True)
+        return done.stdout
+
+    def commit(self, message: str) -> None:
+        if not (self.path / ".git").exists():
+            self.git("init", "-q")
+        self.git("add", "-A")
+        self.git("commit", "-q", "--allow-empty", "-m", message)
 
     def training(self, name: str, *, lr: float = 3.0e-3) -> None:
         (self.path / "configs" / "training" / f"{name}.yaml").write_text(TRAINING.format(lr=lr))
@@ -83,7 +100,11 @@ class MiniProject:
 
     def run(self, *args: str) -> pytest.RunResult:
         """A session in its own process: torch cannot be imported twice into one process."""
-        return self.pytester.runpytest_subprocess("acceptance", *args)
+        return self.pytester.runpytest_subprocess(str(self.path / "acceptance"), *args)
+
+    def run_in_process(self, *args: str) -> pytest.RunResult:
+        """A session that never imports torch (usage errors, collection) in this process."""
+        return self.pytester.runpytest(str(self.path / "acceptance"), *args)
 
     def bundle(self, run_id: str) -> Path:
         return self.path / "submission_runs" / run_id
@@ -99,4 +120,5 @@ def mini(pytester: pytest.Pytester) -> MiniProject:
     project.milestone("mini")
     project.milestone("mini-gpu", accelerator="cuda")
     project.milestone("mini-broken", model="local:does-not-exist")
+    project.commit("mini milestones")
     return project

@@ -71,7 +71,7 @@ def test_a_huge_learning_rate_stops_training_and_keeps_what_came_before(mini: Mi
     mini.training("wild", lr=1.0e4)
     mini.milestone("mini-wild", training="wild", max_steps=40)
     result = mini.run("--milestone", "mini-wild")
-    result.assert_outcomes(passed=3, failed=1, skipped=1)
+    result.assert_outcomes(passed=5, failed=1, skipped=1)
     phases = mini.manifest("mini-wild_v1")["phases"]
     assert phases["train"]["cause"] in ("non-finite loss", "divergence")
     text = analysis(mini, "mini-wild_v1")
@@ -87,7 +87,7 @@ def test_a_huge_learning_rate_stops_training_and_keeps_what_came_before(mini: Mi
 def test_a_cuda_out_of_memory_is_classified_with_the_last_good_step(mini: MiniProject) -> None:
     (mini.path / "acceptance" / "conftest.py").write_text(OOM_CONFTEST)
     result = mini.run("--milestone", "mini")
-    result.assert_outcomes(passed=3, failed=1, skipped=1)
+    result.assert_outcomes(passed=5, failed=1, skipped=1)
     train = mini.manifest("mini_v1")["phases"]["train"]
     assert train["cause"] == "out of memory"
     assert train["reason"] == "OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"
@@ -126,7 +126,7 @@ def test_sigkill_leaves_a_readable_bundle_that_the_next_session_marks_interrupte
     before = {p.name: p.read_bytes() for p in killed.iterdir() if p.is_file()}
     assert json.loads(before["run_manifest.json"])["phases"]["preflight"]["status"] == "passed"
 
-    mini.run("--milestone", "mini-long", "-k", "preflight").assert_outcomes(passed=1, deselected=4)
+    mini.run("--milestone", "mini-long", "-k", "preflight").assert_outcomes(passed=1, deselected=6)
     manifest = mini.manifest("mini-long_v1")
     assert manifest["interrupted"] is True and manifest["interrupted_noticed_by"] == "mini-long_v2"
     text = analysis(mini, "mini-long_v1")
@@ -145,6 +145,7 @@ def test_planted_secrets_never_reach_the_bundle_or_the_report(mini: MiniProject)
         "import os\n\n\ndef pytest_runtest_setup(item):\n"
         "    print('token is', os.environ['HF_TOKEN'], os.environ['KAGGLE_KEY'])\n"
     )
+    mini.commit("a purpose that leaks a token, and a conftest that prints secrets")
     env = {**os.environ, **secrets}
     process = subprocess.run(
         [sys.executable, "-m", "pytest", "acceptance", "--milestone", "mini", "-rA"],
@@ -166,7 +167,7 @@ def test_planted_secrets_never_reach_the_bundle_or_the_report(mini: MiniProject)
 def test_a_second_session_of_the_same_milestone_is_refused(mini: MiniProject) -> None:
     (mini.path / "submission_runs").mkdir()
     with FileLock(mini.path / "submission_runs" / ".mini.lock"):
-        result = mini.pytester.runpytest("acceptance", "--milestone", "mini")
+        result = mini.run_in_process("--milestone", "mini")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--milestone mini: another session is running this milestone*"])
     assert not mini.bundle("mini_v1").exists()

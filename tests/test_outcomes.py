@@ -8,7 +8,16 @@ import pytest
 
 from harness.failures import Cause, PhaseBlocked, classify
 from harness.outcomes import PhaseOutcome, Status, describe
-from harness.phases import EVALUATE, EVIDENCE, PHASES, PREFLIGHT, SUMMARY, TRAIN
+from harness.phases import (
+    EVALUATE,
+    EVIDENCE,
+    GUARDRAILS_AFTER,
+    GUARDRAILS_BEFORE,
+    PHASES,
+    PREFLIGHT,
+    SUMMARY,
+    TRAIN,
+)
 from harness.run import MilestoneRun
 from harness.specs import Milestone, MilestoneRegistry
 
@@ -44,23 +53,40 @@ def test_preflight_is_never_blocked(run: MilestoneRun) -> None:
     assert run.blocker(PREFLIGHT) is None
 
 
-def test_train_blocked_when_preflight_skipped(run: MilestoneRun) -> None:
+def test_guardrails_blocked_when_preflight_skipped(run: MilestoneRun) -> None:
     run.record(_skipped(PREFLIGHT, "no CUDA device"))
-    assert run.blocker(TRAIN) == (Cause.BLOCKED, "preflight skipped: no CUDA device")
+    assert run.blocker(GUARDRAILS_BEFORE) == (Cause.BLOCKED, "preflight skipped: no CUDA device")
 
 
-def test_train_blocked_when_preflight_failed(run: MilestoneRun) -> None:
+def test_guardrails_blocked_when_preflight_failed(run: MilestoneRun) -> None:
     run.record(_failed(PREFLIGHT, "dataset sha256 mismatch"))
-    assert run.blocker(TRAIN) == (Cause.BLOCKED, "preflight failed: dataset sha256 mismatch")
+    assert run.blocker(GUARDRAILS_BEFORE) == (Cause.BLOCKED, "preflight failed: dataset sha256 mismatch")
 
 
-def test_train_blocked_when_preflight_did_not_run(run: MilestoneRun) -> None:
-    assert run.blocker(TRAIN) == (Cause.BLOCKED, "preflight did not run")
-
-
-def test_train_runs_after_preflight_passed(run: MilestoneRun) -> None:
+def test_train_blocked_when_guardrails_did_not_run(run: MilestoneRun) -> None:
     run.record(_passed(PREFLIGHT))
+    assert run.blocker(TRAIN) == (Cause.BLOCKED, "guardrails-before did not run")
+
+
+def test_train_blocked_by_a_broken_rule(run: MilestoneRun) -> None:
+    run.record(_passed(PREFLIGHT))
+    run.record(_failed(GUARDRAILS_BEFORE, "uncommitted change at start: harness/x.py"))
+    assert run.blocker(TRAIN) == (
+        Cause.BLOCKED,
+        "guardrails-before failed: uncommitted change at start: harness/x.py",
+    )
+
+
+def test_train_runs_after_the_guardrails_passed(run: MilestoneRun) -> None:
+    run.record(_passed(PREFLIGHT))
+    run.record(_passed(GUARDRAILS_BEFORE))
     assert run.blocker(TRAIN) is None
+
+
+def test_guardrails_after_need_the_start_fingerprints(run: MilestoneRun) -> None:
+    run.record(_passed(PREFLIGHT))
+    run.record(_skipped(GUARDRAILS_BEFORE, "preflight skipped: no TPU"))
+    assert run.blocker(GUARDRAILS_AFTER) == (Cause.BLOCKED, "guardrails-before skipped: preflight skipped: no TPU")
 
 
 def test_evaluate_blocked_by_train(run: MilestoneRun) -> None:
@@ -83,7 +109,7 @@ def test_evidence_and_summary_are_never_blocked(run: MilestoneRun, phase: str) -
 # --- verdict ---------------------------------------------------------------------------------
 
 
-def test_verdict_passed_only_when_all_five_passed(run: MilestoneRun) -> None:
+def test_verdict_passed_only_when_every_phase_passed(run: MilestoneRun) -> None:
     for phase in PHASES[:-1]:
         run.record(_passed(phase))
     assert run.verdict == "summary not run"
@@ -97,8 +123,10 @@ def test_verdict_of_a_run_that_did_nothing(run: MilestoneRun) -> None:
 
 def test_verdict_names_the_first_phase_that_did_not_pass(run: MilestoneRun) -> None:
     run.record(_passed(PREFLIGHT))
+    run.record(_passed(GUARDRAILS_BEFORE))
     run.record(_failed(TRAIN, "out of memory"))
     run.record(_skipped(EVALUATE, "train failed: out of memory"))
+    run.record(_passed(GUARDRAILS_AFTER))
     run.record(_passed(EVIDENCE))
     run.record(_passed(SUMMARY))
     assert run.verdict == "train failed"

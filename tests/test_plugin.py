@@ -20,7 +20,7 @@ torch = pytest.importorskip("torch")
 @pytest.mark.slow
 def test_a_milestone_runs_its_phases_in_order_and_leaves_a_complete_bundle(mini: MiniProject) -> None:
     result = mini.run("--milestone", "mini", "-v")
-    result.assert_outcomes(passed=5)
+    result.assert_outcomes(passed=7)
     result.stdout.fnmatch_lines(
         [
             "*test_preflight[[]mini[]] PASSED*",
@@ -48,7 +48,7 @@ def test_a_milestone_runs_its_phases_in_order_and_leaves_a_complete_bundle(mini:
     assert results["count"] == 5
     assert len((bundle / "predictions.jsonl").read_text().splitlines()) == 5
 
-    mini.run("--milestone", "mini").assert_outcomes(passed=5)
+    mini.run("--milestone", "mini").assert_outcomes(passed=7)
     assert mini.manifest("mini_v2")["run_id"] == "mini_v2"
     assert mini.manifest("mini_v1")["finished_at"] == data["finished_at"]
 
@@ -57,12 +57,12 @@ def test_a_milestone_runs_its_phases_in_order_and_leaves_a_complete_bundle(mini:
 @pytest.mark.slow
 def test_absent_hardware_skips_the_run_with_a_documented_reason(mini: MiniProject) -> None:
     result = mini.run("--milestone", "mini-gpu", "-m", "cuda", "-rs")
-    result.assert_outcomes(passed=2, skipped=3)
+    result.assert_outcomes(passed=2, skipped=5)
     result.stdout.fnmatch_lines(
         [
             "*looked for 1 cuda device(s) with torch.cuda.device_count(), found*",
             "*preflight skipped: needs test hardware*",
-            "*train skipped: preflight skipped*",
+            "*: guardrails-before skipped: preflight skipped: needs test hardware*",
         ]
     )
     bundle = mini.path / "submission_runs" / "mini-gpu_v1"
@@ -78,7 +78,7 @@ def test_a_failed_phase_skips_its_dependents_but_evidence_and_summary_still_run(
     mini: MiniProject,
 ) -> None:
     result = mini.run("--milestone", "mini-broken", "-rs")
-    result.assert_outcomes(passed=3, failed=1, skipped=1)
+    result.assert_outcomes(passed=5, failed=1, skipped=1)
     result.stdout.fnmatch_lines(["SKIPPED*: train failed: FileNotFoundError: model folder does-not-exist*"])
     data = mini.manifest("mini-broken_v1")
     assert data["verdict"] == "train failed"
@@ -91,7 +91,7 @@ def test_a_failed_phase_skips_its_dependents_but_evidence_and_summary_still_run(
 @pytest.mark.slow
 def test_stopping_early_still_documents_the_phases_that_did_not_run(mini: MiniProject) -> None:
     result = mini.run("--milestone", "mini-broken", "-x")
-    result.assert_outcomes(passed=1, failed=1)
+    result.assert_outcomes(passed=2, failed=1)
     data = mini.manifest("mini-broken_v1")
     assert data["complete"] is False
     assert data["phases"]["summary"]["status"] == "not run"
@@ -99,7 +99,7 @@ def test_stopping_early_still_documents_the_phases_that_did_not_run(mini: MiniPr
 
 
 def test_unknown_milestone_is_a_usage_error_listing_the_known_ones(mini: MiniProject) -> None:
-    result = mini.pytester.runpytest("acceptance", "--milestone", "nope")
+    result = mini.run_in_process("--milestone", "nope")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*unknown milestone 'nope'; known milestones: mini, mini-broken, mini-gpu*"])
     assert not (mini.path / "submission_runs").exists()
@@ -108,19 +108,19 @@ def test_unknown_milestone_is_a_usage_error_listing_the_known_ones(mini: MiniPro
 def test_a_bad_spec_is_a_usage_error_naming_file_and_key(mini: MiniProject) -> None:
     path = mini.path / "configs" / "milestones" / "mini.yaml"
     path.write_text(path.read_text().replace("hardware:", "hardwre:"))
-    result = mini.pytester.runpytest("acceptance", "--milestone", "mini")
+    result = mini.run_in_process("--milestone", "mini")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*mini.yaml: *unknown key 'hardwre' (did you mean 'hardware'?)*"])
 
 
 def test_without_a_milestone_the_phases_skip_and_say_why(mini: MiniProject) -> None:
-    result = mini.pytester.runpytest("acceptance", "-rs")
-    result.assert_outcomes(skipped=5)
+    result = mini.run_in_process("-rs")
+    result.assert_outcomes(skipped=7)
     result.stdout.fnmatch_lines(["*no --milestone given; known milestones: mini, mini-broken, mini-gpu*"])
     assert not (mini.path / "submission_runs").exists()
 
 
 def test_collect_only_writes_nothing(mini: MiniProject) -> None:
-    result = mini.pytester.runpytest("acceptance", "--milestone", "mini", "--collect-only", "-q")
+    result = mini.run_in_process("--milestone", "mini", "--collect-only", "-q")
     result.stdout.fnmatch_lines(["*test_preflight[[]mini[]]*", "*test_summary[[]mini[]]*"])
     assert not (mini.path / "submission_runs").exists()

@@ -11,7 +11,7 @@ from harness.data import file_sha256
 from harness.evidence import placeholder_paths
 from harness.failures import Cause
 from harness.outcomes import PhaseOutcome, Status
-from harness.phases import EVALUATE, EVIDENCE, PHASES, PREFLIGHT, SUMMARY, TRAIN
+from harness.phases import EVALUATE, EVIDENCE, GUARDRAILS_BEFORE, PHASES, PREFLIGHT, SUMMARY, TRAIN
 from harness.run import MilestoneRun
 from harness.specs import Milestone, MilestoneRegistry
 from harness.writers import write_documents
@@ -51,6 +51,7 @@ def _step(step: int, loss: float, lr: float) -> StepRecord:
 
 def _record_failed_train(run: MilestoneRun) -> None:
     run.record(_passed(PREFLIGHT))
+    run.record(_passed(GUARDRAILS_BEFORE))
     run.steps += [_step(1, loss=3.2109, lr=1.5e-4), _step(2, loss=2.8765, lr=3.0e-4)]
     run.record(_outcome(TRAIN, Status.FAILED, Cause.OUT_OF_MEMORY, OOM_REASON))
     run.record(_outcome(EVALUATE, Status.SKIPPED, Cause.BLOCKED, f"train failed: {OOM_REASON}"))
@@ -119,6 +120,7 @@ def test_failure_analysis_names_phase_cause_reason_and_last_good_step(run: Miles
 
 def test_failure_analysis_when_train_failed_before_any_step(run: MilestoneRun) -> None:
     run.record(_passed(PREFLIGHT))
+    run.record(_passed(GUARDRAILS_BEFORE))
     run.record(_outcome(TRAIN, Status.FAILED, Cause.ERROR, "ValueError: bad batch"))
     write_documents(run)
     text = (run.run_dir / bundle.FAILURE_ANALYSIS).read_text(encoding="utf-8")

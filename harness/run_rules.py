@@ -1,0 +1,103 @@
+"""The run's rules as checks: fingerprints taken before training, compared again at the end.
+
+No code, dependency or CI change during a run, and no output outside the run folder.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness import bundle
+from harness.guardrails import (
+    Fingerprint,
+    GuardrailError,
+    ci_fingerprint,
+    code_fingerprint,
+    dependency_fingerprint,
+    outputs_snapshot,
+    outside,
+    read_lock,
+    tree_is_clean,
+)
+from harness.run import MilestoneRun
+
+GUARDRAILS_FILE = "guardrails.json"
+
+
+@dataclass(frozen=True)
+class Fingerprints:
+    """Everything the rules compare, taken at one moment."""
+
+    code: Fingerprint
+    dependencies: Fingerprint
+    ci: Fingerprint
+    outputs: Fingerprint
+
+    @classmethod
+    def take(cls, top: Path) -> Fingerprints:
+        return cls(code_fingerprint(top), dependency_fingerprint(), ci_fingerprint(top), outputs_snapshot(top))
+
+
+def git_top(root: Path) -> Path:
+    """The top level of the git repository holding ``root``; the rules need one."""
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"], cwd=root, capture_output=True, text=True, timeout=60
+        )
+    except OSError as error:
+        raise GuardrailError(f"{root}: git is not available ({error})") from None
+    if done.returncode != 0:
+        raise GuardrailError(f"{root}: not a git repository, so code changes cannot be ruled out")
+    return Path(done.stdout.strip())
+
+
+def check_before(run: MilestoneRun) -> list[str]:
+    """Take the start fingerprints; problems if the tree is dirty (when required) or off the lock."""
+    top = git_top(run.root)
+    rules = run.milestone.spec.guardrails
+    problems = []
+    if rules.clean_tree:
+        problems += [f"uncommitted change at start: {path}" for path in tree_is_clean(top)]
+    start = Fingerprints.take(top)
+    if rules.dependency_lock is not None:
+        lock = read_lock(run.root / rules.dependency_lock)
+        problems += [f"dependency differs from {rules.dependency_lock}: {line}" for line in lock.diff(start.dependencies)]
+    run.rules_start = start
+    _record(run, "before", start, problems)
+    return problems
+
+
+def check_after(run: MilestoneRun) -> list[str]:
+    """Compare with the start: code, dependencies and CI unchanged; outputs only where allowed."""
+    start = run.rules_start
+    if start is None:
+        return ["no start fingerprints: the guardrails-before phase did not run"]
+    top = git_top(run.root)
+    end = Fingerprints.take(top)
+    problems = [f"code {line}" for line in start.code.diff(end.code)]
+    problems += [f"dependency {line}" for line in start.dependencies.diff(end.dependencies)]
+    problems += [f"CI {line}" for line in start.ci.diff(end.ci)]
+    outputs = start.outputs.diff(end.outputs)
+    for folder in run.allowed_outputs:
+        outputs = outside(outputs, folder, top)
+    problems += [f"output outside the run folder {line}" for line in outputs]
+    _record(run, "after", end, problems)
+    return problems
+
+
+def _record(run: MilestoneRun, moment: str, prints: Fingerprints, problems: list[str]) -> None:
+    """Keep what was compared in the bundle: commit, dependency versions, CI digests, problems."""
+    path = run.run_dir / GUARDRAILS_FILE
+    data: dict[str, Any] = bundle.read_json(path) if path.is_file() else {}
+    data[moment] = {
+        "head": prints.code.entries.get("HEAD", "no commit"),
+        "tracked_files": len(prints.code.entries) - 1,
+        "dependencies": prints.dependencies.to_json(),
+        "ci": prints.ci.to_json(),
+        "outputs_seen": len(prints.outputs.entries),
+        "problems": problems or ["none"],
+    }
+    bundle.write_json(path, data)
