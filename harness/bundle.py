@@ -29,12 +29,18 @@ def summary_name(milestone_id: str) -> str:
     return f"{milestone_id}_summary.md"
 
 
+def run_dirs(runs_root: Path, milestone_id: str) -> list[Path]:
+    """The ``<id>_v<N>`` folders of one milestone, oldest first."""
+    pattern = re.compile(rf"^{re.escape(milestone_id)}_v(\d+)$")
+    found = [(int(m.group(1)), p) for p in runs_root.glob(f"{milestone_id}_v*") if (m := pattern.match(p.name))]
+    return [path for _, path in sorted(found)]
+
+
 def allocate_run_dir(runs_root: Path, milestone_id: str) -> Path:
     """Create the next ``<id>_v<N>`` folder; never reuse or overwrite an earlier run."""
     runs_root.mkdir(parents=True, exist_ok=True)
-    pattern = re.compile(rf"^{re.escape(milestone_id)}_v(\d+)$")
-    taken = [int(m.group(1)) for p in runs_root.iterdir() if (m := pattern.match(p.name))]
-    version = max(taken, default=0) + 1
+    earlier = run_dirs(runs_root, milestone_id)
+    version = int(earlier[-1].name.rpartition("_v")[2]) + 1 if earlier else 1
     while True:
         candidate = runs_root / f"{milestone_id}_v{version}"
         try:

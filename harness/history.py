@@ -3,19 +3,11 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 from harness import bundle
 from harness.failures import WHAT_TO_LOOK_AT, Cause
-
-
-def run_dirs(runs_root: Path, milestone_id: str) -> list[Path]:
-    """The ``<id>_v<N>`` folders of one milestone, oldest first."""
-    pattern = re.compile(rf"^{re.escape(milestone_id)}_v(\d+)$")
-    found = [(int(m.group(1)), p) for p in runs_root.glob(f"{milestone_id}_v*") if (m := pattern.match(p.name))]
-    return [path for _, path in sorted(found)]
 
 
 def read_manifest(run_dir: Path) -> dict[str, Any] | None:

@@ -32,6 +32,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Run the phases of the milestone configs/milestones/ID.yaml and write its evidence "
         "bundle to submission_runs/ID_vN/.",
     )
+    parser.addini(
+        "runs_dir",
+        help="Folder, inside the project, that receives the evidence bundles <id>_v<N>/.",
+        default="submission_runs",
+    )
 
 
 @pytest.hookimpl(tryfirst=True)

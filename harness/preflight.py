@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 
 from harness import bundle
 from harness.data import load_evalset, load_traces
 from harness.hardware import missing_devices, wrong_platform
-from harness.failures import Cause, PhaseBlocked
+from harness.failures import Cause, MissingCredential, PhaseBlocked
 from harness.run import MilestoneRun
 from harness.snapshot import env_snapshot, gpu_snapshot, render_env_snapshot
 
+HF_TOKEN_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 BACKEND_MODULES = {"torch": ("torch", "transformers"), "jax": ("jax", "flax", "optax", "tunix")}
 
 
@@ -25,8 +27,24 @@ def missing_modules(backend: str) -> list[str]:
     return [name for name in BACKEND_MODULES[backend] if importlib.util.find_spec(name) is None]
 
 
+def credential_problem(model_source: str) -> str | None:
+    """Why an ``hf:`` model cannot be loaded here: not cached locally and no token to fetch it."""
+    kind, _, repo_id = model_source.partition(":")
+    if kind != "hf" or any(os.environ.get(name) for name in HF_TOKEN_VARIABLES):
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(repo_id, "config.json"), str):
+        return None
+    return (
+        f"{model_source} is not in the local Hugging Face cache and HF_TOKEN is not set "
+        f"(gated models such as Gemma need it to download)"
+    )
+
+
 def preflight(run: MilestoneRun) -> None:
-    """Snapshot, then block on absent hardware (a skip) or a missing dependency or bad data (a failure)."""
+    """Snapshot, then block: absent hardware is a skip; a missing dependency or credential, or bad
+    data, is a failure. Either way the run ends here, before any training."""
     snapshot(run)
     spec = run.milestone.spec
     if reason := wrong_platform(spec.hardware):
@@ -38,5 +56,7 @@ def preflight(run: MilestoneRun) -> None:
         raise ModuleNotFoundError(
             f"the {spec.backend} backend needs {', '.join(missing)}, not installed in this environment"
         )
+    if problem := credential_problem(spec.model):
+        raise MissingCredential(problem)
     load_traces(run.milestone.dataset_path)
     load_evalset(run.milestone.evalset_path)

@@ -21,7 +21,6 @@ from harness.run import MilestoneRun
 from harness.specs import Milestone, MilestoneRegistry, SpecError
 from harness.writers import write_documents
 
-RUNS_DIR = "submission_runs"
 
 
 def phase_of(item: pytest.Item) -> str | None:
@@ -37,10 +36,11 @@ def milestone_of(item: pytest.Item) -> str | None:
 class MilestoneSession:
     """Loads the selected milestones, opens their run folders and records every phase outcome."""
 
-    def __init__(self, config: pytest.Config, milestones: list[Milestone], root: Path) -> None:
+    def __init__(self, config: pytest.Config, milestones: list[Milestone], root: Path, runs_root: Path) -> None:
         self.config = config
         self.milestones = milestones
         self.root = root
+        self.runs_root = runs_root
         self.runs: dict[str, MilestoneRun] = {}
         self.locks: list[FileLock] = []
         self.interrupt_reason = "the session stopped during this phase"
@@ -48,24 +48,24 @@ class MilestoneSession:
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> MilestoneSession:
-        root = config.rootpath
+        root = config.rootpath.resolve()
         registry = MilestoneRegistry(root)
         try:
             milestones = [registry.load(mid) for mid in dict.fromkeys(config.option.milestones)]
         except SpecError as error:
             raise pytest.UsageError(f"--milestone: {error}") from None
-        return cls(config, milestones, root)
+        return cls(config, milestones, root, runs_root(config))
 
     def open_runs(self) -> None:
         """Lock each milestone, note an earlier run that never finished, allocate a fresh folder.
 
         The HTML report goes into the first run's folder.
         """
-        runs_root = self.root / RUNS_DIR
+        runs_root = self.runs_root
         runs_root.mkdir(parents=True, exist_ok=True)
         for milestone in self.milestones:
             self.locks.append(_lock(runs_root, milestone.id))
-            earlier = history.run_dirs(runs_root, milestone.id)
+            earlier = bundle.run_dirs(runs_root, milestone.id)
             run_dir = bundle.allocate_run_dir(runs_root, milestone.id)
             run = MilestoneRun(milestone, self.root, run_dir, progress=self.progress)
             if earlier:
@@ -225,6 +225,19 @@ class MilestoneSession:
             terminalreporter.write_line(
                 f"{run.run_id}: {run.verdict} -> {run.run_dir.relative_to(self.root)}/"
             )
+
+
+def runs_root(config: pytest.Config) -> Path:
+    """The folder bundles go to (ini ``runs_dir``); it must lie inside the project."""
+    value = str(config.getini("runs_dir"))
+    root = config.rootpath.resolve()
+    folder = (root / value).resolve()
+    if folder == root or not folder.is_relative_to(root):
+        raise pytest.UsageError(
+            f"runs_dir = {value}: bundles must go to a folder inside the project {root}, "
+            "such as submission_runs"
+        )
+    return folder
 
 
 def _terminate(signum: int, frame: object) -> None:

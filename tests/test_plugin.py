@@ -124,3 +124,11 @@ def test_collect_only_writes_nothing(mini: MiniProject) -> None:
     result = mini.run_in_process("--milestone", "mini", "--collect-only", "-q")
     result.stdout.fnmatch_lines(["*test_preflight[[]mini[]]*", "*test_summary[[]mini[]]*"])
     assert not (mini.path / "submission_runs").exists()
+
+
+def test_an_output_folder_outside_the_project_is_a_usage_error(mini: MiniProject) -> None:
+    (mini.path / "pytest.ini").write_text("[pytest]\nruns_dir = ../elsewhere\n")
+    result = mini.run_in_process("--milestone", "mini")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*runs_dir = ../elsewhere: bundles must go to a folder inside the project*"])
+    assert not (mini.path.parent / "elsewhere").exists()
