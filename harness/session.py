@@ -19,6 +19,7 @@ from harness.phases import phase_index
 from harness.redact import secret_values
 from harness.run import MilestoneRun
 from harness.specs import Milestone, MilestoneRegistry, SpecError
+from harness.verify import write_checksums
 from harness.writers import write_documents
 
 
@@ -188,6 +189,8 @@ class MilestoneSession:
             # pytest-html writes its final report inside this hook: finish it once that is done.
             self.redact_report()
             self.copy_report()
+            for run in self.runs.values():
+                write_checksums(run.run_dir)
             for lock in self.locks:
                 lock.release()
 

@@ -172,6 +172,7 @@ def run_manifest(run: MilestoneRun) -> dict[str, Any]:
         "session_finished": run.session_finished,
         "follows": run.follows or "none: the first run of this milestone here",
         "verdict": run.verdict,
+        "closing_statement": spec.closing_statement,
         "phases": {
             o.phase: {"status": str(o.status), "cause": str(o.cause), "reason": o.reason,
                       "duration_s": round(o.duration_s, 3)}

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from harness import bundle
-from harness.evidence import EVIDENCE_JSON, placeholder_paths, problems
+from harness.verify import SCHEMA_FILES, placeholder_paths, problems
 
 
 @pytest.mark.parametrize(
@@ -92,7 +92,7 @@ def test_complete_bundle_has_no_problems(tmp_path: Path) -> None:
 
 
 def test_only_evidence_json_is_scanned_for_placeholders(tmp_path: Path) -> None:
-    assert set(EVIDENCE_JSON) == {
+    assert set(SCHEMA_FILES) == {
         bundle.RUN_MANIFEST,
         bundle.TRAINING_METRICS,
         bundle.EVALUATION_RESULTS,

@@ -8,7 +8,7 @@ import pytest
 
 from harness import bundle
 from harness.data import file_sha256
-from harness.evidence import placeholder_paths
+from harness.verify import placeholder_paths
 from harness.failures import Cause
 from harness.outcomes import PhaseOutcome, Status
 from harness.phases import EVALUATE, EVIDENCE, GUARDRAILS_BEFORE, PHASES, PREFLIGHT, SUMMARY, TRAIN
