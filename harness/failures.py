@@ -22,6 +22,7 @@ class Cause(StrEnum):
     UNSUPPORTED_PLATFORM = "unsupported platform"
     MISSING_HARDWARE = "missing hardware"
     INTERRUPTED = "interrupted"
+    CRITERIA_NOT_MET = "acceptance criterion not met"
     CHECK_FAILED = "acceptance check failed"
     BLOCKED = "blocked by an earlier phase"
     NOT_SELECTED = "not selected"
@@ -40,6 +41,16 @@ class PhaseBlocked(pytest.skip.Exception):
         # Reported at the phase's own location, not at the hook that raised it.
         super().__init__(msg=reason, _use_item_location=True)
         self.cause = cause
+
+
+class CriterionFailed(pytest.fail.Exception):
+    """A phase completed but its measurements miss the spec's criteria: one line, no traceback.
+
+    Unlike a crash, the phases after it still run: an unacceptable run is still evidence.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(msg=message, pytrace=False)
 
 
 # Substrings of error messages that identify a cause when the exception type does not.
@@ -61,6 +72,7 @@ WHAT_TO_LOOK_AT = {
     Cause.MISSING_HARDWARE: "env_snapshot.txt and gpu_snapshot.txt show what this machine has; "
     "run the milestone on the hardware its spec names",
     Cause.INTERRUPTED: "training_log.txt for the last step reached; the run was stopped from outside",
+    Cause.CRITERIA_NOT_MET: "the criteria table in the summary: measured value, threshold, verdict",
     Cause.CHECK_FAILED: "the reason above and the metrics it names",
     Cause.BLOCKED: "the outcome of the phase it needs, above",
     Cause.NOT_SELECTED: "the pytest command line (-k, -m, -x) that left the phase out",
@@ -80,6 +92,8 @@ def classify(error: BaseException) -> Cause:
         return Cause.NONFINITE_LOSS
     if isinstance(error, Divergence):
         return Cause.DIVERGENCE
+    if isinstance(error, CriterionFailed):
+        return Cause.CRITERIA_NOT_MET
     if isinstance(error, MissingCredential):
         return Cause.MISSING_CREDENTIAL
     if isinstance(error, AssertionError):

@@ -32,6 +32,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Run the phases of the milestone configs/milestones/ID.yaml and write its evidence "
         "bundle to submission_runs/ID_vN/.",
     )
+    group.addoption(
+        "--baseline",
+        dest="baseline",
+        default=None,
+        metavar="PATH",
+        help="Hold the run against an earlier bundle (e.g. submission_runs/smoke_v1): its integrity is "
+        "verified, a delta table goes into the summary, and 'baseline' in criteria resolves to it.",
+    )
+    group.addoption(
+        "--update-goldens",
+        dest="update_goldens",
+        action="store_true",
+        help="Record this run's per-step losses as the milestone's golden curve instead of comparing "
+        "with it. Refused under xdist or on a dirty tree.",
+    )
     parser.addini(
         "runs_dir",
         help="Folder, inside the project, that receives the evidence bundles <id>_v<N>/.",

@@ -14,6 +14,8 @@ from harness.phases import NEEDS, PHASES
 from harness.specs import Milestone
 
 if TYPE_CHECKING:
+    from harness.baseline import Baseline
+    from harness.criteria import Judgement
     from harness.evaluation import EvalResult
     from harness.run_rules import Fingerprints
     from trainers.base import StepRecord, TrainResult
@@ -42,6 +44,9 @@ class MilestoneRun:
     session_finished: bool = False
     rules_start: Fingerprints | None = None
     allowed_outputs: list[Path] = field(default_factory=list)
+    baseline: Baseline | None = None
+    update_goldens: bool = False
+    judgements: dict[str, list[Judgement]] = field(default_factory=dict)
     train_result: TrainResult | None = None
     eval_result: EvalResult | None = None
 
@@ -61,8 +66,8 @@ class MilestoneRun:
         outcome = self.outcomes.get(needed)
         if outcome is None:
             return Cause.BLOCKED, f"{needed} did not run"
-        if outcome.ok:
-            return None
+        if outcome.ok or outcome.cause is Cause.CRITERIA_NOT_MET:
+            return None  # missed criteria leave real state behind: the next phase still runs
         return Cause.BLOCKED, f"{needed} {outcome.status}: {outcome.reason}"
 
     def outcome_of(self, phase: str) -> PhaseOutcome:

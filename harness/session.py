@@ -18,7 +18,10 @@ from harness.outcomes import PhaseOutcome, Status, describe
 from harness.phases import phase_index
 from harness.redact import secret_values
 from harness.run import MilestoneRun
-from harness.specs import Milestone, MilestoneRegistry, SpecError
+from harness.baseline import Baseline, BaselineError, load_baseline
+from harness.guardrails import GuardrailError, tree_is_clean
+from harness.run_rules import git_top
+from harness.specs import Milestone, MilestoneRegistry, SpecError, shown
 from harness.verify import write_checksums
 from harness.writers import write_documents
 
@@ -44,6 +47,7 @@ class MilestoneSession:
         self.runs_root = runs_root
         self.runs: dict[str, MilestoneRun] = {}
         self.locks: list[FileLock] = []
+        self.baselines: dict[str, Baseline | None] = {}
         self.interrupt_reason = "the session stopped during this phase"
         self.previous_sigterm: Any = None
 
@@ -55,7 +59,11 @@ class MilestoneSession:
             milestones = [registry.load(mid) for mid in dict.fromkeys(config.option.milestones)]
         except SpecError as error:
             raise pytest.UsageError(f"--milestone: {error}") from None
-        return cls(config, milestones, root, runs_root(config))
+        session = cls(config, milestones, root, runs_root(config))
+        session.baselines = {m.id: _baseline_for(config, m, root) for m in milestones}
+        if config.option.update_goldens:
+            _refuse_golden_update(config, root)
+        return session
 
     def open_runs(self) -> None:
         """Lock each milestone, note an earlier run that never finished, allocate a fresh folder.
@@ -69,6 +77,8 @@ class MilestoneSession:
             earlier = bundle.run_dirs(runs_root, milestone.id)
             run_dir = bundle.allocate_run_dir(runs_root, milestone.id)
             run = MilestoneRun(milestone, self.root, run_dir, progress=self.progress)
+            run.baseline = self.baselines.get(milestone.id)
+            run.update_goldens = bool(self.config.option.update_goldens)
             if earlier:
                 previous = earlier[-1]
                 if not history.session_finished(previous):
@@ -228,6 +238,37 @@ class MilestoneSession:
             terminalreporter.write_line(
                 f"{run.run_id}: {run.verdict} -> {run.run_dir.relative_to(self.root)}/"
             )
+
+
+def _baseline_for(config: pytest.Config, milestone: Milestone, root: Path) -> Baseline | None:
+    """The verified baseline from --baseline or the spec; criteria naming one need one."""
+    given = config.option.baseline or milestone.spec.baseline
+    if given is None:
+        needing = milestone.spec.criteria_needing_baseline()
+        if needing:
+            raise pytest.UsageError(
+                f"{shown(milestone.spec_path)}: key 'acceptance.{needing[0]}' compares with the baseline, "
+                "but none is given (--baseline PATH or the spec's 'baseline')"
+            )
+        return None
+    try:
+        return load_baseline((root / given).resolve())
+    except BaselineError as error:
+        raise pytest.UsageError(f"--baseline: {error}") from None
+
+
+def _refuse_golden_update(config: pytest.Config, root: Path) -> None:
+    """Goldens are rewritten only from one process and a committed tree, so they can be trusted."""
+    if getattr(config.option, "numprocesses", None) or hasattr(config, "workerinput"):
+        raise pytest.UsageError("--update-goldens: refused under xdist (-n); run it in one process")
+    try:
+        dirty = tree_is_clean(git_top(root))
+    except GuardrailError as error:
+        raise pytest.UsageError(f"--update-goldens: {error}") from None
+    if dirty:
+        raise pytest.UsageError(
+            f"--update-goldens: refused on a dirty tree ({len(dirty)} changed: {dirty[0]}, ...); commit first"
+        )
 
 
 def runs_root(config: pytest.Config) -> Path:

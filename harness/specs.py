@@ -6,11 +6,20 @@ import difflib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    ValidationError,
+    model_validator,
+)
 
+from harness.criteria import Comparison, CriterionError, check_metric_name, parse_comparison
 from harness.outcomes import first_line
 from trainers.config import TrainingConfig
 
@@ -67,6 +76,22 @@ class GuardrailSpec(_Strict):
     dependency_lock: str | None = None
 
 
+def _valid_criteria(criteria: dict[str, str]) -> dict[str, str]:
+    for name, text in criteria.items():
+        try:
+            check_metric_name(name)
+        except CriterionError as error:
+            raise ValueError(str(error)) from None
+        try:
+            parse_comparison(text)
+        except CriterionError as error:
+            raise ValueError(f"{name}: {error}") from None
+    return criteria
+
+
+Criteria = Annotated[dict[str, str], AfterValidator(_valid_criteria)]
+
+
 class MilestoneSpec(_Strict):
     """One milestone as written in ``configs/milestones/<id>.yaml``."""
 
@@ -82,7 +107,17 @@ class MilestoneSpec(_Strict):
     run: RunShape
     frozen: tuple[str, ...] = ()
     guardrails: GuardrailSpec
+    acceptance: Criteria = Field(default_factory=dict)
+    baseline: str | None = None
     closing_statement: str = Field(min_length=1)
+
+    @property
+    def criteria(self) -> dict[str, Comparison]:
+        """The acceptance criteria, parsed: metric name -> comparison."""
+        return {name: parse_comparison(text) for name, text in self.acceptance.items()}
+
+    def criteria_needing_baseline(self) -> list[str]:
+        return [name for name, comparison in self.criteria.items() if comparison.relative_to_baseline]
 
     @property
     def markers(self) -> tuple[str, ...]:
@@ -144,7 +179,9 @@ def _describe(error: Any, model: type[BaseModel]) -> str:
     message = error["msg"].removeprefix("Value error, ")
     if not key:
         return message
-    return f"key '{key}': {message} (got {error.get('input')!r})"
+    value = error.get("input")
+    got = "" if isinstance(value, dict | list) else f" (got {value!r})"
+    return f"key '{key}': {message}{got}"
 
 
 def _fields_at(model: type[BaseModel], loc: tuple[str, ...]) -> list[str]:

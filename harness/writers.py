@@ -7,7 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 from harness import bundle
 from harness.data import TRACES_FILE, file_sha256
+from harness.baseline import deltas
 from harness.failures import WHAT_TO_LOOK_AT
+from harness.measurements import measure
 from harness.outcomes import Status
 from harness.phases import TRAIN
 
@@ -181,7 +183,43 @@ def run_manifest(run: MilestoneRun) -> dict[str, Any]:
     }
     if run.train_result:
         manifest["device"] = run.train_result.device
+    if run.judgements:
+        manifest["criteria"] = [
+            {
+                "phase": phase,
+                "metric": j.metric,
+                "comparison": j.comparison,
+                "measured": j.measured if j.measured is not None else "not measured",
+                "threshold": j.threshold if j.threshold is not None else "no threshold",
+                "verdict": str(j.verdict),
+                "reason": j.reason or str(j.verdict),
+            }
+            for phase, judgements in run.judgements.items()
+            for j in judgements
+        ]
+    if run.baseline:
+        manifest["baseline"] = {
+            "run_id": run.baseline.run_id,
+            "path": str(run.baseline.path),
+            "deltas": {name: {"value": v, "baseline": b, "delta": d} for name, v, b, d in baseline_rows(run)},
+        }
     return manifest
+
+
+def baseline_rows(run: MilestoneRun) -> list[tuple[str, float, float, float]]:
+    return deltas(measure(run.run_dir), run.baseline) if run.baseline else []
+
+
+def criteria_table(run: MilestoneRun) -> list[str]:
+    """The criteria judged so far as markdown rows: metric, requirement, measured, verdict."""
+    rows = ["| phase | metric | requirement | measured | threshold | verdict |", "| --- | --- | --- | ---: | ---: | --- |"]
+    for phase, judgements in run.judgements.items():
+        for j in judgements:
+            measured = f"{j.measured:.4g}" if j.measured is not None else "-"
+            threshold = f"{j.threshold:.4g}" if j.threshold is not None else "-"
+            verdict = f"{j.verdict}: {j.reason}" if j.reason else str(j.verdict)
+            rows.append(f"| {phase} | {j.metric} | {_cell(j.comparison)} | {measured} | {threshold} | {verdict} |")
+    return rows
 
 
 def failure_analysis(run: MilestoneRun) -> str:
@@ -268,6 +306,15 @@ def summary(run: MilestoneRun) -> str:
         )
     else:
         lines.append("- evaluation: did not run")
+    lines += ["", "## Acceptance criteria", ""]
+    if run.judgements:
+        lines += criteria_table(run)
+    else:
+        lines.append("No criterion was judged in this run.")
+    if run.baseline:
+        lines += ["", f"## Compared with baseline `{run.baseline.run_id}`", "",
+                  "| metric | this run | baseline | delta |", "| --- | ---: | ---: | ---: |"]
+        lines += [f"| {name} | {v:.4g} | {b:.4g} | {d:+.4g} |" for name, v, b, d in baseline_rows(run)]
     files = sorted(p.name for p in run.run_dir.iterdir() if not p.name.startswith("."))
     lines += ["", "## Files in this bundle", ""] + [f"- `{name}`" for name in files]
     lines += ["", "## Closing statement", "", f"> {spec.closing_statement}", ""]

@@ -39,6 +39,9 @@ evalset: mini
 run: {{max_steps: {max_steps}}}
 frozen: []
 guardrails: {{clean_tree: true}}
+acceptance:
+  train.nonfinite_steps: "== 0"
+  eval.count: "== 5"
 closing_statement: The mini milestone proves nothing about quality.
 """
 
