@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,7 +91,7 @@ def build_model_and_tokenizer(source: str, seed: int) -> tuple[Any, Any]:
         return AutoModelForCausalLM.from_config(config), build_char_tokenizer()
     if parsed.kind == "local" and not Path(parsed.location).is_dir():
         raise FileNotFoundError(f"model folder {parsed.location} does not exist (source {source!r})")
-    # hf: sources load from the local Hugging Face cache; nothing is fetched during a run.
-    options = {"local_files_only": True}
+    # hf: sources load from the local Hugging Face cache; only with a token may they be fetched.
+    options = {"local_files_only": parsed.kind == "local" or not os.environ.get("HF_TOKEN")}
     model = AutoModelForCausalLM.from_pretrained(parsed.location, attn_implementation="sdpa", **options)
     return model, AutoTokenizer.from_pretrained(parsed.location, **options)
