@@ -19,6 +19,7 @@ from harness.phases import phase_index
 from harness.redact import secret_values
 from harness.run import MilestoneRun
 from harness.baseline import Baseline, BaselineError, load_baseline
+from harness.goldens import golden_path
 from harness.guardrails import GuardrailError, tree_is_clean
 from harness.run_rules import git_top
 from harness.specs import Milestone, MilestoneRegistry, SpecError, shown
@@ -85,8 +86,11 @@ class MilestoneSession:
                     history.mark_interrupted(previous, run.run_id, run.started_at)
                 run.follows = previous.name
             self.runs[milestone.id] = run
-        # A session may write its own run folders and lock files, and nothing else.
+        # A session may write its own run folders and lock files, and nothing else; with
+        # --update-goldens also the golden curves it was asked to record.
         allowed = [run.run_dir for run in self.runs.values()] + [Path(lock.lock_file) for lock in self.locks]
+        if self.config.option.update_goldens:
+            allowed += [golden_path(self.root, milestone) for milestone in self.milestones]
         for run in self.runs.values():
             run.allowed_outputs = allowed
         option = self.config.option
