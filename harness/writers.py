@@ -183,7 +183,7 @@ def run_manifest(run: MilestoneRun) -> dict[str, Any]:
     }
     if run.train_result:
         manifest["device"] = run.train_result.device
-    if run.judgements:
+    if any(run.judgements.values()):
         manifest["criteria"] = [
             {
                 "phase": phase,
@@ -307,7 +307,7 @@ def summary(run: MilestoneRun) -> str:
     else:
         lines.append("- evaluation: did not run")
     lines += ["", "## Acceptance criteria", ""]
-    if run.judgements:
+    if any(run.judgements.values()):
         lines += criteria_table(run)
     else:
         lines.append("No criterion was judged in this run.")
