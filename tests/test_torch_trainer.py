@@ -15,7 +15,8 @@ from harness.specs import load_yaml_model  # noqa: E402
 from trainers.base import Example, StepRecord, TrainRequest  # noqa: E402
 from trainers.char_tokenizer import build_char_tokenizer  # noqa: E402
 from trainers.config import TrainingConfig  # noqa: E402
-from trainers.torch_trainer import IGNORE_INDEX, TorchTrainer, collate, encode_example  # noqa: E402
+from trainers.encoding import IGNORE_INDEX, encode_example  # noqa: E402
+from trainers.torch_trainer import TorchTrainer, collate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -15,22 +15,10 @@ from transformers import (
     get_cosine_with_min_lr_schedule_with_warmup,
 )
 
-from trainers.base import Example, StepHook, StepRecord, TrainRequest, TrainResult
+from trainers.base import StepHook, StepRecord, TrainRequest, TrainResult
+from trainers.encoding import IGNORE_INDEX, batches, encode_example, encode_prompt
 from trainers.guards import LossGuard, TrainingStopped
 from trainers.models import build_model_and_tokenizer
-
-IGNORE_INDEX = -100
-
-
-def encode_example(tokenizer: Any, example: Example, max_len: int) -> tuple[list[int], list[int]]:
-    """Token ids ``<bos> prompt completion <eos>`` and labels that mask everything but the completion."""
-    prompt = [tokenizer.bos_token_id, *tokenizer.encode(example.prompt, add_special_tokens=False)]
-    completion = [*tokenizer.encode(example.completion, add_special_tokens=False)]
-    completion.append(tokenizer.eos_token_id)
-    ids = (prompt + completion)[:max_len]
-    labels = ([IGNORE_INDEX] * len(prompt) + completion)[:max_len]
-    return ids, labels
-
 
 def collate(rows: Sequence[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
     """Right-pad a batch to its longest row; padding is masked out of attention and loss."""
@@ -43,15 +31,6 @@ def collate(rows: Sequence[tuple[list[int], list[int]]], pad_id: int) -> dict[st
         labels[row, : len(lab)] = torch.tensor(lab)
         attention[row, : len(ids)] = 1
     return {"input_ids": input_ids, "labels": labels, "attention_mask": attention}
-
-
-def batches(n_rows: int, batch_size: int, seed: int) -> Iterator[list[int]]:
-    """Row indices, batch by batch, reshuffled every epoch from a seeded generator; endless."""
-    generator = torch.Generator().manual_seed(seed)
-    while True:
-        order = torch.randperm(n_rows, generator=generator).tolist()
-        for start in range(0, n_rows, batch_size):
-            yield order[start : start + batch_size]
 
 
 def _scheduler(optimizer: torch.optim.Optimizer, request: TrainRequest, total: int) -> Any:
@@ -145,7 +124,7 @@ class TorchTrainer:
         completions: list[str] = []
         for start in range(0, len(prompts), batch_size):
             chunk = prompts[start : start + batch_size]
-            encoded = [[tokenizer.bos_token_id, *tokenizer.encode(p, add_special_tokens=False)] for p in chunk]
+            encoded = [encode_prompt(tokenizer, p) for p in chunk]
             width = max(len(ids) for ids in encoded)
             input_ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(ids)) + ids for ids in encoded])
             attention = (torch.arange(width) >= torch.tensor([[width - len(ids)] for ids in encoded])).long()
