@@ -77,12 +77,12 @@ def check_after(run: MilestoneRun) -> list[str]:
         return ["no start fingerprints: the guardrails-before phase did not run"]
     top = git_top(run.root)
     end = Fingerprints.take(top)
-    problems = [f"code {line}" for line in start.code.diff(end.code)]
+    code, outputs = start.code.diff(end.code), start.outputs.diff(end.outputs)
+    for allowed in run.allowed_outputs:
+        code, outputs = outside(code, allowed, top), outside(outputs, allowed, top)
+    problems = [f"code {line}" for line in code]
     problems += [f"dependency {line}" for line in start.dependencies.diff(end.dependencies)]
     problems += [f"CI {line}" for line in start.ci.diff(end.ci)]
-    outputs = start.outputs.diff(end.outputs)
-    for folder in run.allowed_outputs:
-        outputs = outside(outputs, folder, top)
     problems += [f"output outside the run folder {line}" for line in outputs]
     _record(run, "after", end, problems)
     return problems
