@@ -1,6 +1,8 @@
-"""The phases of a milestone, in order. Run with: pytest acceptance --milestone ID."""
+"""The phases of a training milestone, in order. Run with: pytest acceptance --milestone ID."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import pytest
 
@@ -8,7 +10,7 @@ from harness import bundle
 from harness.evaluation import evaluate
 from harness.evidence import consolidate
 from harness.judging import check_phase, hold_to_golden
-from harness.phases import PHASES
+from harness.lock import current_record
 from harness.preflight import preflight
 from harness.run import MilestoneRun
 from harness.run_rules import check_after, check_before
@@ -25,9 +27,11 @@ def test_preflight(milestone_run: MilestoneRun) -> None:
 
 
 @pytest.mark.phase("guardrails-before")
-def test_guardrails_before(milestone_run: MilestoneRun) -> None:
+def test_guardrails_before(milestone_run: MilestoneRun, frozen_lock: Any) -> None:
     problems = check_before(milestone_run)
     assert not problems, "a rule is broken before training: " + "; ".join(problems)
+    for freeze_id in milestone_run.milestone.spec.frozen:
+        assert current_record(milestone_run, freeze_id) == frozen_lock(name=freeze_id)
 
 
 @pytest.mark.phase("train")
@@ -45,9 +49,11 @@ def test_evaluate(milestone_run: MilestoneRun, trainer: Trainer) -> None:
 
 
 @pytest.mark.phase("guardrails-after")
-def test_guardrails_after(milestone_run: MilestoneRun) -> None:
+def test_guardrails_after(milestone_run: MilestoneRun, frozen_lock: Any) -> None:
     problems = check_after(milestone_run)
     assert not problems, "a rule was broken during the run: " + "; ".join(problems)
+    for freeze_id in milestone_run.milestone.spec.frozen:
+        assert current_record(milestone_run, freeze_id) == frozen_lock(name=freeze_id)
 
 
 @pytest.mark.phase("evidence")
@@ -60,4 +66,4 @@ def test_evidence(milestone_run: MilestoneRun) -> None:
 def test_summary(milestone_run: MilestoneRun) -> None:
     text = finalize(milestone_run)
     assert milestone_run.milestone.spec.closing_statement in text
-    assert all(f"| {phase} |" in text for phase in PHASES)
+    assert all(f"| {phase} |" in text for phase in milestone_run.phases)

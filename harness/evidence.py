@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from harness.run import MilestoneRun
 from harness.verify import verify_bundle
-from harness.writers import write_documents
+from harness.documents import write_documents
 
 
 def consolidate(run: MilestoneRun) -> list[str]:

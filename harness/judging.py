@@ -7,7 +7,7 @@ from harness.failures import CriterionFailed
 from harness.goldens import golden_problem, write_golden
 from harness.measurements import measure
 from harness.run import MilestoneRun
-from harness.writers import write_documents
+from harness.documents import write_documents
 
 
 def hardware_match(run: MilestoneRun) -> tuple[bool, str]:

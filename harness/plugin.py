@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
+from harness.lock import FrozenLock
 from harness.run import MilestoneRun
 from harness.session import MilestoneSession
 from harness.specs import MilestoneRegistry
@@ -17,7 +20,9 @@ MARKERS = (
     "tpu: a milestone phase that needs TPU devices (detected with jax.devices('tpu')).",
     "windows: a milestone phase that needs native Windows (detected with sys.platform).",
     "slow: a test that takes more than a few seconds.",
-    "phase(name): an ordered milestone phase: preflight, train, evaluate, evidence or summary.",
+    "phase(name): an ordered milestone phase (preflight, guardrails-before, train, evaluate, build, "
+    "validate, lock, guardrails-after, evidence, summary).",
+    "kind(name): the kind of milestone a phase module serves: train (the default) or freeze.",
 )
 
 
@@ -84,3 +89,9 @@ def milestone_run(request: pytest.FixtureRequest, milestone_id: str) -> Mileston
 def trainer(milestone_run: MilestoneRun) -> Trainer:
     """The milestone's backend, its framework imported only now."""
     return load_trainer(milestone_run.milestone.spec.backend)
+
+
+@pytest.fixture
+def frozen_lock(snapshot: Any) -> Any:
+    """The syrupy snapshot of frozen artifacts, kept in ``configs/frozen/<freeze id>.json``."""
+    return snapshot.use_extension(FrozenLock)

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 
 from harness.failures import Cause
 from harness.outcomes import PhaseOutcome, Status
-from harness.phases import NEEDS, PHASES
-from harness.specs import Milestone
+from harness.phases import NEEDS, phases_of
+from harness.specs import FreezeMilestone, Milestone
 
 if TYPE_CHECKING:
     from harness.baseline import Baseline
@@ -29,7 +29,7 @@ def utc_now() -> str:
 class MilestoneRun:
     """The mutable state of one run, filled phase by phase, rendered into the bundle by writers."""
 
-    milestone: Milestone
+    milestone: Milestone | FreezeMilestone
     root: Path
     run_dir: Path
     progress: Callable[[str], None] = print
@@ -46,6 +46,7 @@ class MilestoneRun:
     allowed_outputs: list[Path] = field(default_factory=list)
     baseline: Baseline | None = None
     update_goldens: bool = False
+    update_snapshots: bool = False
     judgements: dict[str, list[Judgement]] = field(default_factory=dict)
     train_result: TrainResult | None = None
     eval_result: EvalResult | None = None
@@ -77,7 +78,11 @@ class MilestoneRun:
         )
 
     def all_outcomes(self) -> list[PhaseOutcome]:
-        return [self.outcome_of(phase) for phase in PHASES]
+        return [self.outcome_of(phase) for phase in self.phases]
+
+    @property
+    def phases(self) -> tuple[str, ...]:
+        return phases_of(self.milestone.spec.kind)
 
     @property
     def verdict(self) -> str:

@@ -15,16 +15,17 @@ from filelock import FileLock, Timeout
 from harness import bundle, history
 from harness.failures import Cause, PhaseBlocked, classify
 from harness.outcomes import PhaseOutcome, Status, describe
-from harness.phases import phase_index
+from harness.phases import phases_of
 from harness.redact import secret_values
 from harness.run import MilestoneRun
 from harness.baseline import Baseline, BaselineError, load_baseline
 from harness.goldens import golden_path
 from harness.guardrails import GuardrailError, tree_is_clean
 from harness.run_rules import git_top
-from harness.specs import Milestone, MilestoneRegistry, SpecError, shown
+from harness.lock import LOCKS_DIR
+from harness.specs import FreezeMilestone, Milestone, MilestoneRegistry, SpecError, shown
 from harness.verify import write_checksums
-from harness.writers import write_documents
+from harness.documents import write_documents
 
 
 
@@ -41,7 +42,9 @@ def milestone_of(item: pytest.Item) -> str | None:
 class MilestoneSession:
     """Loads the selected milestones, opens their run folders and records every phase outcome."""
 
-    def __init__(self, config: pytest.Config, milestones: list[Milestone], root: Path, runs_root: Path) -> None:
+    def __init__(
+        self, config: pytest.Config, milestones: list[Milestone | FreezeMilestone], root: Path, runs_root: Path
+    ) -> None:
         self.config = config
         self.milestones = milestones
         self.root = root
@@ -64,6 +67,8 @@ class MilestoneSession:
         session.baselines = {m.id: _baseline_for(config, m, root) for m in milestones}
         if config.option.update_goldens:
             _refuse_golden_update(config, root)
+        if getattr(config.option, "update_snapshots", False):
+            _refuse_snapshot_update(config, milestones)
         return session
 
     def open_runs(self) -> None:
@@ -80,6 +85,7 @@ class MilestoneSession:
             run = MilestoneRun(milestone, self.root, run_dir, progress=self.progress)
             run.baseline = self.baselines.get(milestone.id)
             run.update_goldens = bool(self.config.option.update_goldens)
+            run.update_snapshots = bool(getattr(self.config.option, "update_snapshots", False))
             if earlier:
                 previous = earlier[-1]
                 if not history.session_finished(previous):
@@ -90,7 +96,9 @@ class MilestoneSession:
         # --update-goldens also the golden curves it was asked to record.
         allowed = [run.run_dir for run in self.runs.values()] + [Path(lock.lock_file) for lock in self.locks]
         if self.config.option.update_goldens:
-            allowed += [golden_path(self.root, milestone) for milestone in self.milestones]
+            allowed += [golden_path(self.root, m) for m in self.milestones if isinstance(m, Milestone)]
+        if getattr(self.config.option, "update_snapshots", False):
+            allowed += [runs_root / m.id for m in self.milestones] + [self.root / LOCKS_DIR / f"{m.id}.json" for m in self.milestones]
         for run in self.runs.values():
             run.allowed_outputs = allowed
         option = self.config.option
@@ -118,32 +126,46 @@ class MilestoneSession:
         return phase, self.runs[milestone_id]
 
     def pytest_report_header(self) -> list[str]:
-        return [
-            f"tunix-rt: milestone {m.id} ({m.spec.backend}, {m.spec.hardware.label}), "
-            f"seed {m.training.seed}, bundle {self.runs[m.id].run_dir.relative_to(self.root)}"
-            for m in self.milestones
-            if m.id in self.runs
-        ]
+        lines = []
+        for m in self.milestones:
+            if m.id not in self.runs:
+                continue
+            what = (
+                f"{m.spec.backend}, {m.spec.hardware.label}, seed {m.training.seed}"
+                if isinstance(m, Milestone)
+                else f"freeze of {m.spec.source}"
+            )
+            lines.append(f"tunix-rt: milestone {m.id} ({what}), bundle {self.runs[m.id].run_dir.relative_to(self.root)}")
+        return lines
 
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
         if "milestone_id" not in metafunc.fixturenames:
             return
+        marker = metafunc.definition.get_closest_marker("kind")
+        kind = marker.args[0] if marker else "train"
         params = [
             pytest.param(m.id, id=m.id, marks=[getattr(pytest.mark, name) for name in m.spec.markers])
             for m in self.milestones
+            if m.spec.kind == kind
         ]
         metafunc.parametrize("milestone_id", params, scope="session")
 
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
         """Phases run milestone by milestone, in phase order, whatever order they were collected in."""
-        order = [m.id for m in self.milestones]
+        order = {m.id: (index, phases_of(m.spec.kind)) for index, m in enumerate(self.milestones)}
 
         def key(item: pytest.Item) -> tuple[int, int]:
             phase, milestone_id = phase_of(item), milestone_of(item)
-            if phase is None or milestone_id is None:
+            if phase is None or milestone_id not in order:
                 return (-1, -1)
-            return order.index(milestone_id), phase_index(phase)
+            index, phases = order[milestone_id]
+            return index, phases.index(phase)
 
+        # A phase module of another kind of milestone has nothing to run here.
+        idle = [item for item in items if "milestone_id" in getattr(item, "fixturenames", ()) and milestone_of(item) not in order]
+        if idle:
+            self.config.hook.pytest_deselected(items=idle)
+            items[:] = [item for item in items if item not in idle]
         items.sort(key=key)
 
     @pytest.hookimpl(tryfirst=True)
@@ -244,8 +266,10 @@ class MilestoneSession:
             )
 
 
-def _baseline_for(config: pytest.Config, milestone: Milestone, root: Path) -> Baseline | None:
+def _baseline_for(config: pytest.Config, milestone: Milestone | FreezeMilestone, root: Path) -> Baseline | None:
     """The verified baseline from --baseline or the spec; criteria naming one need one."""
+    if isinstance(milestone, FreezeMilestone):
+        return None
     given = config.option.baseline or milestone.spec.baseline
     if given is None:
         needing = milestone.spec.criteria_needing_baseline()
@@ -259,6 +283,17 @@ def _baseline_for(config: pytest.Config, milestone: Milestone, root: Path) -> Ba
         return load_baseline((root / given).resolve())
     except BaselineError as error:
         raise pytest.UsageError(f"--baseline: {error}") from None
+
+
+def _refuse_snapshot_update(config: pytest.Config, milestones: list[Milestone | FreezeMilestone]) -> None:
+    """Only a freeze milestone may rewrite a lock, and only from one process (xdist can lose snapshots)."""
+    if getattr(config.option, "numprocesses", None) or hasattr(config, "workerinput"):
+        raise pytest.UsageError("--snapshot-update: refused under xdist (-n), where snapshots can be lost")
+    for milestone in milestones:
+        if not isinstance(milestone, FreezeMilestone):
+            raise pytest.UsageError(
+                f"--snapshot-update: only a freeze milestone may rewrite a lock, and {milestone.id} is not one"
+            )
 
 
 def _refuse_golden_update(config: pytest.Config, root: Path) -> None:

@@ -93,8 +93,9 @@ Criteria = Annotated[dict[str, str], AfterValidator(_valid_criteria)]
 
 
 class MilestoneSpec(_Strict):
-    """One milestone as written in ``configs/milestones/<id>.yaml``."""
+    """One training milestone as written in ``configs/milestones/<id>.yaml``."""
 
+    kind: Literal["train"] = "train"
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     title: str = Field(min_length=1)
     purpose: str = Field(min_length=1)
@@ -124,6 +125,41 @@ class MilestoneSpec(_Strict):
         """The hardware markers every phase of this milestone carries."""
         extra = ("windows",) if self.hardware.platform == "windows" else ()
         return (self.hardware.accelerator, *extra)
+
+
+class FreezeSpec(_Strict):
+    """A freeze milestone: which files of which run bundle become the frozen submission ZIP."""
+
+    kind: Literal["freeze"]
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    title: str = Field(min_length=1)
+    purpose: str = Field(min_length=1)
+    source: str = Field(min_length=1)
+    files: tuple[str, ...] = Field(min_length=1)
+    extra_files: tuple[str, ...] = ()
+    size_budget_mb: float = Field(gt=0)
+    guardrails: GuardrailSpec
+    closing_statement: str = Field(min_length=1)
+
+    @property
+    def markers(self) -> tuple[str, ...]:
+        return ("cpu",)
+
+    @property
+    def criteria(self) -> dict[str, Comparison]:
+        return {}
+
+
+@dataclass(frozen=True)
+class FreezeMilestone:
+    """A validated freeze spec."""
+
+    spec: FreezeSpec
+    spec_path: Path
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
 
 
 @dataclass(frozen=True)
@@ -204,7 +240,14 @@ class MilestoneRegistry:
     def ids(self) -> list[str]:
         return sorted(path.stem for path in (self.root / MILESTONES_DIR).glob("*.yaml"))
 
-    def load(self, milestone_id: str) -> Milestone:
+    def kind_of(self, spec_path: Path) -> str:
+        try:
+            raw = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError):
+            return "train"  # the full load reports the problem with file and line
+        return str(raw.get("kind", "train")) if isinstance(raw, dict) else "train"
+
+    def load(self, milestone_id: str) -> Milestone | FreezeMilestone:
         """Load and fully validate one milestone, its training config and data paths."""
         known = self.ids()
         if milestone_id not in known:
@@ -212,12 +255,15 @@ class MilestoneRegistry:
                 f"unknown milestone {milestone_id!r}; known milestones: {', '.join(known) or 'none'}"
             )
         spec_path = self.root / MILESTONES_DIR / f"{milestone_id}.yaml"
+        if self.kind_of(spec_path) == "freeze":
+            freeze = load_yaml_model(spec_path, FreezeSpec)
+            self._check_id(freeze.id, milestone_id, spec_path)
+            return FreezeMilestone(freeze, spec_path)
         spec = load_yaml_model(spec_path, MilestoneSpec)
-        if spec.id != milestone_id:
-            raise SpecError(f"{shown(spec_path)}: key 'id': {spec.id!r} does not match the file name")
+        self._check_id(spec.id, milestone_id, spec_path)
         for frozen_id in spec.frozen:
-            if frozen_id not in known:
-                raise SpecError(f"{shown(spec_path)}: key 'frozen': no milestone {frozen_id!r}")
+            if frozen_id not in known or self.kind_of(self.root / MILESTONES_DIR / f"{frozen_id}.yaml") != "freeze":
+                raise SpecError(f"{shown(spec_path)}: key 'frozen': no freeze milestone {frozen_id!r}")
         training_path = self.root / TRAINING_DIR / spec.training_config
         if not training_path.is_file():
             raise SpecError(f"{shown(spec_path)}: key 'training_config': no file {shown(training_path)}")
@@ -235,3 +281,8 @@ class MilestoneRegistry:
             dataset_path=dataset_path,
             evalset_path=evalset_path,
         )
+
+    @staticmethod
+    def _check_id(spec_id: str, milestone_id: str, spec_path: Path) -> None:
+        if spec_id != milestone_id:
+            raise SpecError(f"{shown(spec_path)}: key 'id': {spec_id!r} does not match the file name")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from harness import bundle
 from harness.run import MilestoneRun, utc_now
-from harness.writers import write_documents
+from harness.documents import write_documents
 
 
 def finalize(run: MilestoneRun) -> str:

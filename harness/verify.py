@@ -18,6 +18,7 @@ from harness.phases import EVALUATE, TRAIN
 
 CHECKSUMS = "SHA256SUMS"
 SCHEMAS_DIR = Path(__file__).parent / "schemas"
+FREEZE_MANIFEST = "freeze_manifest.json"
 SCHEMA_FILES = (bundle.RUN_MANIFEST, bundle.TRAINING_METRICS, bundle.EVALUATION_RESULTS)
 PLACEHOLDER = re.compile(r"^\s*(TODO|TBD|null|none|n/a|<[^>]*>)?\s*$", re.IGNORECASE)
 
@@ -95,7 +96,8 @@ def schema_problems(run_dir: Path) -> list[str]:
             data = json.loads((run_dir / name).read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             continue  # reported as missing or invalid by problems()
-        validator = jsonschema.Draft202012Validator(schema(name))
+        kind = data.get("kind") if isinstance(data, dict) else None
+        validator = jsonschema.Draft202012Validator(schema(FREEZE_MANIFEST if kind == "freeze" else name))
         for error in sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path)):
             where = "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
             found.append(f"{name}: {where}: {error.message}")

@@ -14,7 +14,7 @@ from harness.outcomes import PhaseOutcome, Status
 from harness.phases import EVALUATE, EVIDENCE, GUARDRAILS_BEFORE, PHASES, PREFLIGHT, SUMMARY, TRAIN
 from harness.run import MilestoneRun
 from harness.specs import Milestone, MilestoneRegistry
-from harness.writers import write_documents
+from harness.documents import write_documents
 from trainers.base import StepRecord
 
 ROOT = Path(__file__).resolve().parent.parent

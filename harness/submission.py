@@ -1,0 +1,53 @@
+"""The freeze milestone's phases: build the submission ZIP from a verified bundle, validate it."""
+
+from __future__ import annotations
+
+from harness.failures import Cause, PhaseBlocked
+from harness.freeze import SUBMISSION_ZIP, ZipInput, build_zip, validate_zip
+from harness.lock import frozen_zip
+from harness.run import MilestoneRun
+from harness.specs import FreezeSpec
+from harness.verify import file_sha256, verify_bundle
+
+
+def zip_inputs(run: MilestoneRun, spec: FreezeSpec) -> list[ZipInput]:
+    """The spec's files of the source bundle, then its repository files, by archive name."""
+    source = run.root / spec.source
+    inputs = [ZipInput(name, source / name) for name in spec.files]
+    inputs += [ZipInput(name, run.root / name) for name in spec.extra_files]
+    missing = [item.name for item in inputs if not item.source.is_file()]
+    assert not missing, f"files named by the spec are missing: {', '.join(missing)}"
+    return inputs
+
+
+def build(run: MilestoneRun) -> str:
+    """Freeze (with --snapshot-update) or rebuild into the run folder and compare with the frozen ZIP."""
+    spec = run.milestone.spec
+    assert isinstance(spec, FreezeSpec)
+    source = run.root / spec.source
+    if not source.is_dir():
+        raise PhaseBlocked(
+            Cause.SKIPPED,
+            f"the source bundle {spec.source} is not on this machine; the frozen ZIP is still "
+            "validated and held to its lock",
+        )
+    problems = verify_bundle(source)
+    assert not problems, f"the source bundle {spec.source} does not verify: {'; '.join(problems)}"
+    frozen = frozen_zip(run, spec.id)
+    if run.update_snapshots:
+        build_zip(zip_inputs(run, spec), frozen)
+        return f"froze {frozen.relative_to(run.root)} (sha256 {file_sha256(frozen)})"
+    rebuilt = build_zip(zip_inputs(run, spec), run.run_dir / SUBMISSION_ZIP)
+    if frozen.is_file():
+        assert file_sha256(rebuilt) == file_sha256(frozen), (
+            f"a rebuild from the same spec differs from the frozen {frozen.relative_to(run.root)}: "
+            "its inputs changed since the freeze"
+        )
+    return f"rebuilt {SUBMISSION_ZIP} (sha256 {file_sha256(rebuilt)})"
+
+
+def validate(run: MilestoneRun) -> list[str]:
+    """Problems with the frozen ZIP: it opens, matches its manifest, no secrets or unsafe paths, fits."""
+    spec = run.milestone.spec
+    assert isinstance(spec, FreezeSpec)
+    return validate_zip(frozen_zip(run, spec.id), spec.size_budget_mb)
