@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from harness.specs import MilestoneRegistry, SpecError, load_yaml_model
+from harness.specs import FreezeMilestone, Milestone, MilestoneRegistry, SpecError, load_yaml_model
 from trainers.config import TrainingConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,9 +21,13 @@ TRAINING_CONFIGS = sorted((ROOT / "configs" / "training").glob("*.yaml"))
 Spec = dict[str, Any]
 
 
-@pytest.mark.parametrize("spec_id", REGISTRY.ids())
-def test_every_shipped_milestone_loads(spec_id: str) -> None:
+TRAINING_MILESTONES = [mid for mid in REGISTRY.ids() if REGISTRY.kind_of(ROOT / "configs" / "milestones" / f"{mid}.yaml") == "train"]
+
+
+@pytest.mark.parametrize("spec_id", TRAINING_MILESTONES)
+def test_every_shipped_training_milestone_loads(spec_id: str) -> None:
     milestone = REGISTRY.load(spec_id)
+    assert isinstance(milestone, Milestone)
     assert milestone.id == spec_id
     assert milestone.spec_path == ROOT / "configs" / "milestones" / f"{spec_id}.yaml"
     assert milestone.training_path.is_file()
@@ -33,7 +37,15 @@ def test_every_shipped_milestone_loads(spec_id: str) -> None:
 
 
 def test_shipped_milestone_ids() -> None:
-    assert {"smoke", "m44", "m43", "m38"} <= set(REGISTRY.ids())
+    assert {"smoke", "m44", "m43", "m38", "m42"} <= set(REGISTRY.ids())
+
+
+def test_m42_is_a_freeze_of_a_smoke_bundle() -> None:
+    m42 = REGISTRY.load("m42")
+    assert isinstance(m42, FreezeMilestone)
+    assert m42.spec.source.startswith("submission_runs/smoke_v")
+    assert "checkpoint/model.safetensors" in m42.spec.files
+    assert m42.spec.guardrails.clean_tree is True
 
 
 @pytest.mark.parametrize(
