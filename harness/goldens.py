@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness import bundle
-from harness.data import TRACES_FILE
+from harness.data import TRACES_FILE, file_sha256
 from harness.specs import Milestone
 
 GOLDENS_DIR = Path("configs/goldens")
@@ -34,11 +34,19 @@ def golden_path(root: Path, milestone: Milestone) -> Path:
 
 
 def spec_hash(milestone: Milestone) -> str:
-    """Hash of everything that decides the curve: spec, training config and dataset bytes."""
-    digest = hashlib.sha256()
-    for path in (milestone.spec_path, milestone.training_path, milestone.dataset_path / TRACES_FILE):
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
+    """Hash of what decides the curve: backend, model, run shape, training config and dataset.
+
+    Criteria, frozen milestones, titles and comments do not move a loss, so they are left out.
+    """
+    spec = milestone.spec
+    decisive = {
+        "backend": spec.backend,
+        "model": spec.model,
+        "run": spec.run.model_dump(),
+        "training": milestone.training.model_dump(mode="json"),
+        "dataset": file_sha256(milestone.dataset_path / TRACES_FILE),
+    }
+    return hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def read_golden(path: Path) -> Golden | None:

@@ -40,6 +40,6 @@ def first_line(text: str) -> str:
 def describe(error: BaseException) -> str:
     """A one-line reason for ``error``: its type and the first line of its message."""
     message = first_line(str(error))
-    if isinstance(error, (AssertionError, pytest.skip.Exception)) or type(error).__name__ == "Failed":
+    if isinstance(error, AssertionError | pytest.skip.Exception | pytest.fail.Exception):
         return message or type(error).__name__
     return f"{type(error).__name__}: {message}" if message else type(error).__name__
