@@ -56,7 +56,8 @@ class MiniProject:
         self.path = pytester.path / "project"
         self.path.mkdir()
         (self.path / "acceptance").mkdir()
-        shutil.copy(ROOT / "acceptance" / "test_milestone.py", self.path / "acceptance")
+        for module in (ROOT / "acceptance").glob("test_*.py"):
+            shutil.copy(module, self.path / "acceptance")
         (self.path / "configs" / "milestones").mkdir(parents=True)
         (self.path / "configs" / "training").mkdir()
         self.training("mini")
