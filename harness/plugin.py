@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from typing import Any
 
 import pytest
 
 from harness.lock import FrozenLock
 from harness.run import MilestoneRun
-from harness.session import MilestoneSession
+from harness.plan import milestone_lines, plan_lines
+from harness.session import MilestoneSession, runs_root
 from harness.specs import MilestoneRegistry
 from trainers import Trainer, load_trainer
 
@@ -52,6 +54,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Record this run's per-step losses as the milestone's golden curve instead of comparing "
         "with it. Refused under xdist or on a dirty tree.",
     )
+    group.addoption(
+        "--milestones",
+        dest="show_milestones",
+        action="store_true",
+        help="List the known milestones with title, backend, hardware and the outcome of their "
+        "latest bundle, then exit (like --markers).",
+    )
     parser.addini(
         "runs_dir",
         help="Folder, inside the project, that receives the evidence bundles <id>_v<N>/.",
@@ -70,6 +79,45 @@ def pytest_configure(config: pytest.Config) -> None:
         session.open_runs()
     config.stash[session_key] = session
     config.pluginmanager.register(session, "tunix-rt-session")
+
+
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    if not config.option.show_milestones:
+        return None
+    config._do_configure()
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    try:
+        for line in milestone_lines(config.rootpath, runs_root(config)):
+            reporter.write_line(line)
+    finally:
+        config._ensure_unconfigure()
+    return 0
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    """Phase reports carry the milestone, run folder, commit and criteria verdicts as junit properties."""
+    report = yield
+    session = item.config.stash.get(session_key, None)
+    found = session.run_for(item) if session else None
+    if found is not None and (call.when == "call" or (call.when == "setup" and not report.passed)):
+        phase, run = found
+        # junitxml reads the properties from the item when its teardown is reported.
+        item.user_properties += [
+            ("milestone", run.milestone.id),
+            ("phase", phase),
+            ("run_dir", str(run.run_dir.relative_to(run.root))),
+            ("commit", run.env.get("commit", "not recorded")),
+        ]
+        item.user_properties += [(f"criterion {j.metric}", j.line()) for j in run.judgements.get(phase, [])]
+    return report
+
+
+def pytest_report_collectionfinish(config: pytest.Config) -> list[str]:
+    """With --collect-only, the plan: phases, what each needs, what would be skipped here and why."""
+    if not config.option.collectonly or session_key not in config.stash:
+        return []
+    return [line for m in config.stash[session_key].milestones for line in plan_lines(m)]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -7,6 +7,7 @@ modules a run imported, and torch cannot be imported twice into one process.
 from __future__ import annotations
 
 import json
+from xml.etree import ElementTree
 from typing import TYPE_CHECKING
 
 import pytest
@@ -56,7 +57,7 @@ def test_a_milestone_runs_its_phases_in_order_and_leaves_a_complete_bundle(mini:
 @pytest.mark.skipif("torch.cuda.is_available()", reason="this machine has CUDA")
 @pytest.mark.slow
 def test_absent_hardware_skips_the_run_with_a_documented_reason(mini: MiniProject) -> None:
-    result = mini.run("--milestone", "mini-gpu", "-m", "cuda", "-rs")
+    result = mini.run("--milestone", "mini-gpu", "-m", "cuda", "-rs", f"--junitxml={mini.path / 'junit.xml'}")
     result.assert_outcomes(passed=2, skipped=5)
     result.stdout.fnmatch_lines(
         [
@@ -71,6 +72,11 @@ def test_absent_hardware_skips_the_run_with_a_documented_reason(mini: MiniProjec
     summary = (bundle / "mini-gpu_summary.md").read_text()
     assert "The mini milestone proves nothing about quality." in summary
     assert "| preflight | skipped | missing hardware |" in summary
+    cases = ElementTree.parse(mini.path / "junit.xml").getroot().iter("testcase")
+    recorded = {case.get("name"): dict((p.get("name"), p.get("value")) for p in case.iter("property")) for case in cases}
+    assert recorded["test_preflight[mini-gpu]"]["run_dir"] == "submission_runs/mini-gpu_v1"
+    assert recorded["test_train[mini-gpu]"]["phase"] == "train"
+    assert recorded["test_summary[mini-gpu]"]["milestone"] == "mini-gpu"
 
 
 @pytest.mark.slow
@@ -115,15 +121,39 @@ def test_a_bad_spec_is_a_usage_error_naming_file_and_key(mini: MiniProject) -> N
 
 def test_without_a_milestone_the_phases_skip_and_say_why(mini: MiniProject) -> None:
     result = mini.run_in_process("-rs")
-    result.assert_outcomes(skipped=7)
+    result.assert_outcomes(skipped=15)  # the training phases and the freeze phases
     result.stdout.fnmatch_lines(["*no --milestone given; known milestones: mini, mini-broken, mini-gpu*"])
     assert not (mini.path / "submission_runs").exists()
 
 
-def test_collect_only_writes_nothing(mini: MiniProject) -> None:
-    result = mini.run_in_process("--milestone", "mini", "--collect-only", "-q")
-    result.stdout.fnmatch_lines(["*test_preflight[[]mini[]]*", "*test_summary[[]mini[]]*"])
+def test_collect_only_shows_the_plan_and_writes_nothing(mini: MiniProject) -> None:
+    result = mini.run_in_process("--milestone", "mini-gpu", "--collect-only", "-q")
+    result.stdout.fnmatch_lines(
+        [
+            "milestone mini-gpu: needs test hardware",
+            "  preflight (always runs): would skip: needs test hardware: looked for 1 cuda device(s)*",
+            "  train (after guardrails-before): would skip: preflight skipped",
+            "  summary (always runs): would run",
+            "*test_preflight[[]mini-gpu[]]*",
+            "*test_summary[[]mini-gpu[]]*",
+        ]
+    )
     assert not (mini.path / "submission_runs").exists()
+
+
+def test_milestones_lists_every_milestone_with_its_latest_outcome(mini: MiniProject) -> None:
+    old = mini.path / "submission_runs" / "mini_v3"
+    old.mkdir(parents=True)
+    (old / "run_manifest.json").write_text('{"verdict": "train failed"}')
+    result = mini.pytester.runpytest("--milestones", f"--rootdir={mini.path}", "-c", str(mini.path / "pytest.ini"))
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(
+        [
+            "mini: Mini milestone [[]torch, test hardware[]] -- latest: mini_v3: train failed",
+            "mini-broken: Mini milestone [[]torch, test hardware[]] -- latest: no bundle yet",
+            "mini-gpu: *",
+        ]
+    )
 
 
 def test_an_output_folder_outside_the_project_is_a_usage_error(mini: MiniProject) -> None:
