@@ -4,25 +4,35 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: smoke test unit data clean-venv
+.PHONY: smoke test unit browser data clean-venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[torch,dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[torch,jax,dev]'
 	touch $(STAMP)
 
 ## smoke: the main job, the CPU smoke milestone end to end (bundle in submission_runs/smoke_vN/)
 smoke: $(STAMP)
 	$(BIN)/pytest acceptance --milestone smoke
 
-## test: the fast unit tier, then the smoke milestone as an acceptance run
-test: $(STAMP)
+## test: the unit tier, the CPU milestones of both backends, the M42 lock, and a rehearsal of every
+## real milestone on this CPU
+test: $(STAMP) browser
 	$(BIN)/pytest tests -n auto -q
 	$(BIN)/pytest acceptance --milestone smoke
+	$(BIN)/pytest acceptance --milestone smoke-jax
+	$(BIN)/pytest acceptance --milestone m42
+	$(BIN)/pytest acceptance --rehearse --milestone m44 --milestone m43 --milestone m38
 
 unit: $(STAMP)
 	$(BIN)/pytest tests -n auto -q
+
+## browser: Debian's Chromium for the report's browser test, installed only where apt-get can (else it skips)
+browser:
+	@test -x /usr/bin/chromium || ! command -v apt-get >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq chromium) || \
+		echo "chromium could not be installed: the report's browser test will skip"
 
 ## data: regenerate the committed datasets and evalsets (byte-identical output)
 data: $(STAMP)

@@ -1,4 +1,8 @@
-"""The phases of a training milestone, in order. Run with: pytest acceptance --milestone ID."""
+"""The phases of a milestone, in order. Run with: pytest acceptance --milestone ID.
+
+Each phase runs for the milestones whose kind has it: training milestones train and evaluate,
+freeze milestones build, validate and lock; both document themselves the same way.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from harness.lock import current_record
 from harness.preflight import preflight
 from harness.run import MilestoneRun
 from harness.run_rules import check_after, check_before
+from harness.submission import build, validate
 from harness.summary import finalize
 from harness.training import train
 from trainers import Trainer
@@ -29,7 +34,7 @@ def test_preflight(milestone_run: MilestoneRun) -> None:
 @pytest.mark.phase("guardrails-before")
 def test_guardrails_before(milestone_run: MilestoneRun, frozen_lock: Any) -> None:
     problems = check_before(milestone_run)
-    assert not problems, "a rule is broken before training: " + "; ".join(problems)
+    assert not problems, "a rule is broken before the run: " + "; ".join(problems)
     for freeze_id in milestone_run.milestone.spec.frozen:
         assert current_record(milestone_run, freeze_id) == frozen_lock(name=freeze_id)
 
@@ -46,6 +51,23 @@ def test_evaluate(milestone_run: MilestoneRun, trainer: Trainer) -> None:
     evaluate(milestone_run, trainer)
     assert (milestone_run.run_dir / bundle.EVALUATION_RESULTS).is_file()
     check_phase(milestone_run, "evaluate")
+
+
+@pytest.mark.phase("build")
+def test_build(milestone_run: MilestoneRun) -> None:
+    milestone_run.progress(f"[{milestone_run.run_id}] build: {build(milestone_run)}")
+
+
+@pytest.mark.phase("validate")
+def test_validate(milestone_run: MilestoneRun) -> None:
+    problems = validate(milestone_run)
+    assert not problems, "the frozen submission is invalid: " + "; ".join(problems)
+
+
+@pytest.mark.phase("lock")
+def test_lock(milestone_run: MilestoneRun, frozen_lock: Any) -> None:
+    freeze_id = milestone_run.milestone.id
+    assert current_record(milestone_run, freeze_id) == frozen_lock(name=freeze_id)
 
 
 @pytest.mark.phase("guardrails-after")

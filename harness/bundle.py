@@ -23,6 +23,9 @@ EVALUATION_SUMMARY = "evaluation_summary.md"
 RUN_MANIFEST = "run_manifest.json"
 FAILURE_ANALYSIS = "failure_analysis.md"
 REPORT = "report.html"
+LOSS_CURVE = "loss_curve.png"
+CATEGORY_ACCURACY = "category_accuracy.png"
+JOURNAL = "journal.md"
 
 
 def summary_name(milestone_id: str) -> str:
@@ -51,14 +54,14 @@ def allocate_run_dir(runs_root: Path, milestone_id: str) -> Path:
         return candidate
 
 
-def write_text(path: Path, text: str) -> Path:
-    """Write ``text`` atomically (temp file + rename), with secrets redacted."""
+def write_bytes(path: Path, data: bytes) -> Path:
+    """Write ``data`` atomically (temp file + rename): a reader sees the old file or the new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; evidence is meant to be read by others
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(redact(text))
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -66,6 +69,11 @@ def write_text(path: Path, text: str) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_text(path: Path, text: str) -> Path:
+    """Write ``text`` atomically as UTF-8, with secrets redacted."""
+    return write_bytes(path, redact(text).encode("utf-8"))
 
 
 def json_safe(data: Any) -> Any:

@@ -34,6 +34,7 @@ def common_manifest(run: MilestoneRun) -> dict[str, Any]:
     spec = run.milestone.spec
     return {
         "kind": spec.kind,
+        "rehearsal": run.milestone.rehearsal,
         "milestone": spec.id,
         "title": spec.title,
         "run_id": run.run_id,
@@ -241,6 +242,8 @@ def summary(run: MilestoneRun) -> str:
         "",
         "## What was attempted",
         "",
+        *(["**Rehearsal**: this run replays the milestone on a CPU with a tiny model and few steps; "
+           "it proves the phases and guardrails, not the real run.", ""] if run.milestone.rehearsal else []),
         spec.purpose,
         "",
         *_attempted(run),

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from harness import bundle
 from harness.data import EvalItem, load_evalset
+from harness.plots import category_accuracy_png
 from harness.prompting import format_prompt
 from harness.run import MilestoneRun
 from harness.scoring import score
@@ -116,6 +117,9 @@ def evaluate(run: MilestoneRun, trainer: Trainer) -> EvalResult:
     bundle.write_jsonl(run.run_dir / bundle.PREDICTIONS, prediction_rows(result))
     bundle.write_json(run.run_dir / bundle.EVALUATION_RESULTS, evaluation_results(run, result))
     bundle.write_text(run.run_dir / bundle.EVALUATION_SUMMARY, evaluation_summary(run, result))
+    bundle.write_bytes(
+        run.run_dir / bundle.CATEGORY_ACCURACY, category_accuracy_png(result.per_category)
+    )
     run.progress(
         f"[{run.run_id}] evaluate: accuracy {result.accuracy:.2f}, "
         f"format compliance {result.format_compliance:.2f} in {result.runtime_s:.1f}s"

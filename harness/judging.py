@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from harness.criteria import Judgement, Verdict, judge_phase
 from harness.failures import CriterionFailed
 from harness.goldens import golden_problem, write_golden
 from harness.measurements import measure
+from harness.rehearsal import NOT_JUDGED as REHEARSAL_NOT_JUDGED
 from harness.run import MilestoneRun
+from harness.specs import FreezeMilestone
 from harness.documents import write_documents
 
 
 def hardware_match(run: MilestoneRun) -> tuple[bool, str]:
     """Whether throughput measured here may be judged: only on the spec's own kind of device."""
+    if isinstance(run.milestone, FreezeMilestone):
+        return True, ""
     wanted = run.milestone.spec.hardware
     device = run.train_result.device.split(":")[0] if run.train_result else wanted.accelerator
     return device == wanted.accelerator, f"measured on {device}, the spec's hardware is {wanted.label}"
@@ -29,6 +35,8 @@ def check_phase(run: MilestoneRun, phase: str, extra_failures: list[str] | None 
         hardware_matches=matches,
         hardware_note=note,
     )
+    if run.milestone.rehearsal:
+        judgements = [dataclasses.replace(j, verdict=Verdict.NOT_JUDGED, reason=REHEARSAL_NOT_JUDGED) for j in judgements]
     run.judgements[phase] = judgements
     failures = [j.line() for j in judgements if j.verdict is Verdict.FAILED] + (extra_failures or [])
     if failures:
@@ -39,6 +47,8 @@ def check_phase(run: MilestoneRun, phase: str, extra_failures: list[str] | None 
 def hold_to_golden(run: MilestoneRun) -> list[str]:
     """Compare the run's losses with the committed golden, or record them with --update-goldens."""
     losses = [step.loss for step in run.steps]
+    if run.milestone.rehearsal:
+        return []  # a rehearsal trains a different model than the one the golden describes
     if run.update_goldens:
         path = write_golden(run.root, run.milestone, losses)
         run.progress(f"[{run.run_id}] train: golden curve written to {path.relative_to(run.root)}")

@@ -24,7 +24,6 @@ MARKERS = (
     "slow: a test that takes more than a few seconds.",
     "phase(name): an ordered milestone phase (preflight, guardrails-before, train, evaluate, build, "
     "validate, lock, guardrails-after, evidence, summary).",
-    "kind(name): the kind of milestone a phase module serves: train (the default) or freeze.",
 )
 
 
@@ -53,6 +52,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="Record this run's per-step losses as the milestone's golden curve instead of comparing "
         "with it. Refused under xdist or on a dirty tree.",
+    )
+    group.addoption(
+        "--rehearse",
+        dest="rehearse",
+        action="store_true",
+        help="Rehearse the milestones on this CPU: tiny model, a few steps, the same phases and "
+        "guardrails; bundles go to <id>-rehearsal_vN/ and criteria are recorded as not judged.",
     )
     group.addoption(
         "--milestones",

@@ -10,10 +10,14 @@ from harness.data import load_evalset, load_traces
 from harness.hardware import missing_devices, wrong_platform
 from harness.failures import Cause, MissingCredential, PhaseBlocked
 from harness.run import MilestoneRun
+from harness.specs import FreezeMilestone
 from harness.snapshot import env_snapshot, gpu_snapshot, render_env_snapshot
 
 HF_TOKEN_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
-BACKEND_MODULES = {"torch": ("torch", "transformers"), "jax": ("jax", "flax", "optax", "tunix")}
+BACKEND_MODULES = {
+    "torch": ("torch", "transformers"),
+    "jax": ("jax", "flax", "optax", "orbax", "qwix", "tunix", "safetensors", "transformers"),
+}
 
 
 def snapshot(run: MilestoneRun) -> None:
@@ -46,6 +50,8 @@ def preflight(run: MilestoneRun) -> None:
     """Snapshot, then block: absent hardware is a skip; a missing dependency or credential, or bad
     data, is a failure. Either way the run ends here, before any training."""
     snapshot(run)
+    if isinstance(run.milestone, FreezeMilestone):
+        return  # a freeze trains nothing: it needs no device, framework or data
     spec = run.milestone.spec
     if reason := wrong_platform(spec.hardware):
         raise PhaseBlocked(Cause.UNSUPPORTED_PLATFORM, reason)
@@ -55,6 +61,11 @@ def preflight(run: MilestoneRun) -> None:
     if missing:
         raise ModuleNotFoundError(
             f"the {spec.backend} backend needs {', '.join(missing)}, not installed in this environment"
+        )
+    if spec.backend == "jax" and not spec.model.startswith("random:"):
+        raise ValueError(
+            f"the jax backend builds models from random:<arch> configs; {spec.model} would need "
+            "weight conversion, which this harness does not do"
         )
     if problem := credential_problem(spec.model):
         raise MissingCredential(problem)

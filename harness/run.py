@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from harness.baseline import Baseline
     from harness.criteria import Judgement
     from harness.evaluation import EvalResult
+    from harness.journal import JournalEntry, Listing
     from harness.run_rules import Fingerprints
     from trainers.base import StepRecord, TrainResult
 
@@ -50,6 +51,8 @@ class MilestoneRun:
     judgements: dict[str, list[Judgement]] = field(default_factory=dict)
     train_result: TrainResult | None = None
     eval_result: EvalResult | None = None
+    files_before_phase: Listing = field(default_factory=dict)
+    journal: list[JournalEntry] = field(default_factory=list)
 
     @property
     def run_id(self) -> str:

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import shutil
 import signal
+import sys
 import threading
 from collections.abc import Generator
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import pytest
 from filelock import FileLock, Timeout
 
-from harness import bundle, history
+from harness import bundle, history, journal
 from harness.failures import Cause, PhaseBlocked, classify
 from harness.outcomes import PhaseOutcome, Status, describe
 from harness.phases import phases_of
 from harness.redact import secret_values
+from harness.rehearsal import REHEARSAL_SUFFIX, rehearse
+from harness.report import ReportPlugin
 from harness.run import MilestoneRun
 from harness.baseline import Baseline, BaselineError, load_baseline
 from harness.goldens import golden_path
@@ -63,6 +67,8 @@ class MilestoneSession:
             milestones = [registry.load(mid) for mid in dict.fromkeys(config.option.milestones)]
         except SpecError as error:
             raise pytest.UsageError(f"--milestone: {error}") from None
+        if config.option.rehearse:
+            milestones = [rehearse(m) if isinstance(m, Milestone) else m for m in milestones]
         session = cls(config, milestones, root, runs_root(config))
         session.baselines = {m.id: _baseline_for(config, m, root) for m in milestones}
         if config.option.update_goldens:
@@ -79,9 +85,10 @@ class MilestoneSession:
         runs_root = self.runs_root
         runs_root.mkdir(parents=True, exist_ok=True)
         for milestone in self.milestones:
-            self.locks.append(_lock(runs_root, milestone.id))
-            earlier = bundle.run_dirs(runs_root, milestone.id)
-            run_dir = bundle.allocate_run_dir(runs_root, milestone.id)
+            name = milestone.id + (REHEARSAL_SUFFIX if milestone.rehearsal else "")
+            self.locks.append(_lock(runs_root, name))
+            earlier = bundle.run_dirs(runs_root, name)
+            run_dir = bundle.allocate_run_dir(runs_root, name)
             run = MilestoneRun(milestone, self.root, run_dir, progress=self.progress)
             run.baseline = self.baselines.get(milestone.id)
             run.update_goldens = bool(self.config.option.update_goldens)
@@ -105,19 +112,28 @@ class MilestoneSession:
         if self.runs and getattr(option, "htmlpath", "missing") is None:
             option.htmlpath = str(self.first_run.run_dir / bundle.REPORT)
             option.self_contained_html = True
+        if self.runs and getattr(option, "htmlpath", None):
+            # The report is rewritten after each phase, so it and its assets folder (where
+            # --html put them) are outputs of the run as well.
+            report = Path(option.htmlpath).resolve()
+            for run in self.runs.values():
+                run.allowed_outputs = [*allowed, report, report.parent / "assets"]
+            self.config.pluginmanager.register(ReportPlugin(self), "tunix-rt-report")
 
     @property
     def first_run(self) -> MilestoneRun:
         return next(iter(self.runs.values()))
 
     def progress(self, message: str) -> None:
-        """Show a line on the terminal even while pytest captures output."""
+        """Show a line on the terminal even while pytest captures output; on stderr without one."""
         capture = self.config.pluginmanager.getplugin("capturemanager")
         reporter = self.config.pluginmanager.getplugin("terminalreporter")
-        if capture is None or reporter is None:
-            return
-        with capture.global_and_fixture_disabled():
-            reporter.write_line(message)
+        with capture.global_and_fixture_disabled() if capture else nullcontext():
+            if reporter is None:
+                # An xdist worker has no terminal reporter; its stderr still reaches the operator.
+                print(message, file=sys.stderr, flush=True)
+            else:
+                reporter.write_line(message)
 
     def run_for(self, item: pytest.Item) -> tuple[str, MilestoneRun] | None:
         phase, milestone_id = phase_of(item), milestone_of(item)
@@ -141,12 +157,11 @@ class MilestoneSession:
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
         if "milestone_id" not in metafunc.fixturenames:
             return
-        marker = metafunc.definition.get_closest_marker("kind")
-        kind = marker.args[0] if marker else "train"
+        marker = metafunc.definition.get_closest_marker("phase")
         params = [
             pytest.param(m.id, id=m.id, marks=[getattr(pytest.mark, name) for name in m.spec.markers])
             for m in self.milestones
-            if m.spec.kind == kind
+            if marker is None or marker.args[0] in phases_of(m.spec.kind)
         ]
         metafunc.parametrize("milestone_id", params, scope="session")
 
@@ -161,7 +176,7 @@ class MilestoneSession:
             index, phases = order[milestone_id]
             return index, phases.index(phase)
 
-        # A phase module of another kind of milestone has nothing to run here.
+        # A phase that no selected milestone has (train for a freeze, say) has nothing to run.
         idle = [item for item in items if "milestone_id" in getattr(item, "fixturenames", ()) and milestone_of(item) not in order]
         if idle:
             self.config.hook.pytest_deselected(items=idle)
@@ -175,6 +190,7 @@ class MilestoneSession:
             return
         phase, run = found
         run.current_phase = phase
+        journal.begin_phase(run)
         blocked = run.blocker(phase)
         if blocked is not None:
             raise PhaseBlocked(*blocked)
@@ -190,16 +206,13 @@ class MilestoneSession:
         phase, run = found
         outcome = _outcome(phase, report, call)
         run.record(outcome)
+        journal.end_phase(run, outcome)
         run.current_phase = None
         write_documents(run)
         if report.skipped and isinstance(report.longrepr, tuple):
             path, line, _ = report.longrepr
             report.longrepr = (path, line, f"Skipped: {outcome.reason}")
         return report
-
-    def pytest_html_report_title(self, report: object) -> None:
-        ids = ", ".join(run.run_id for run in self.runs.values())
-        report.title = f"tunix-rt milestone report: {ids}"  # type: ignore[attr-defined]
 
     def pytest_sessionstart(self) -> None:
         if threading.current_thread() is threading.main_thread():

@@ -138,6 +138,7 @@ class FreezeSpec(_Strict):
     files: tuple[str, ...] = Field(min_length=1)
     extra_files: tuple[str, ...] = ()
     size_budget_mb: float = Field(gt=0)
+    frozen: tuple[str, ...] = ()
     guardrails: GuardrailSpec
     closing_statement: str = Field(min_length=1)
 
@@ -156,6 +157,7 @@ class FreezeMilestone:
 
     spec: FreezeSpec
     spec_path: Path
+    rehearsal: bool = False
 
     @property
     def id(self) -> str:
@@ -172,6 +174,7 @@ class Milestone:
     training_path: Path
     dataset_path: Path
     evalset_path: Path
+    rehearsal: bool = False
 
     @property
     def id(self) -> str:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import zipfile
+from pathlib import Path
+
 from harness.failures import Cause, PhaseBlocked
-from harness.freeze import SUBMISSION_ZIP, ZipInput, build_zip, validate_zip
+from harness.freeze import SUBMISSION_ZIP, ZIP_MANIFEST, ZipInput, build_zip, validate_zip, zip_manifest
 from harness.lock import frozen_zip
 from harness.run import MilestoneRun
 from harness.specs import FreezeSpec
@@ -37,13 +41,31 @@ def build(run: MilestoneRun) -> str:
     if run.update_snapshots:
         build_zip(zip_inputs(run, spec), frozen)
         return f"froze {frozen.relative_to(run.root)} (sha256 {file_sha256(frozen)})"
-    rebuilt = build_zip(zip_inputs(run, spec), run.run_dir / SUBMISSION_ZIP)
+    inputs = zip_inputs(run, spec)
+    if frozen.is_file() and (changed := changed_inputs(inputs, frozen)):
+        raise PhaseBlocked(
+            Cause.SKIPPED,
+            f"the inputs here differ from the frozen ones ({', '.join(changed)}): no rebuild to compare; "
+            "the frozen ZIP stays authoritative and is validated and held to its lock",
+        )
+    rebuilt = build_zip(inputs, run.run_dir / SUBMISSION_ZIP)
     if frozen.is_file():
         assert file_sha256(rebuilt) == file_sha256(frozen), (
             f"a rebuild from the same spec differs from the frozen {frozen.relative_to(run.root)}: "
             "its inputs changed since the freeze"
         )
     return f"rebuilt {SUBMISSION_ZIP} (sha256 {file_sha256(rebuilt)})"
+
+
+def changed_inputs(inputs: list[ZipInput], frozen: Path) -> list[str]:
+    """Names whose current content differs from the entry the frozen ZIP's manifest records."""
+    try:
+        with zipfile.ZipFile(frozen) as archive:
+            recorded = {e["path"]: e["sha256"] for e in json.loads(archive.read(ZIP_MANIFEST))["files"]}
+    except (zipfile.BadZipFile, KeyError, ValueError):
+        return []  # an unreadable frozen ZIP is for validate and lock to report
+    current = {entry["path"]: entry["sha256"] for entry in zip_manifest(inputs)["files"]}
+    return sorted(name for name in current.keys() | recorded.keys() if current.get(name) != recorded.get(name))
 
 
 def validate(run: MilestoneRun) -> list[str]:

@@ -8,6 +8,7 @@ from typing import TextIO
 
 from harness import bundle
 from harness.data import load_traces
+from harness.plots import loss_curve_png
 from harness.prompting import format_completion, format_prompt
 from harness.redact import redact
 from harness.run import MilestoneRun
@@ -74,9 +75,16 @@ def train(run: MilestoneRun, trainer: Trainer) -> TrainResult:
             result = trainer.train(request, StepLogger(run, log, total, run.milestone.training.log_every))
         finally:
             bundle.write_json(run.run_dir / bundle.TRAINING_METRICS, training_metrics(run, request))
+            write_loss_curve(run)
     run.train_result = result
     bundle.write_json(run.run_dir / bundle.TRAINING_METRICS, training_metrics(run, request))
     return result
+
+
+def write_loss_curve(run: MilestoneRun) -> None:
+    """``loss_curve.png`` of the steps so far; nothing to draw before the first step."""
+    if run.steps:
+        bundle.write_bytes(run.run_dir / bundle.LOSS_CURVE, loss_curve_png(run.steps))
 
 
 def all_finite(steps: list[StepRecord]) -> bool:

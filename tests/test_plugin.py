@@ -121,7 +121,7 @@ def test_a_bad_spec_is_a_usage_error_naming_file_and_key(mini: MiniProject) -> N
 
 def test_without_a_milestone_the_phases_skip_and_say_why(mini: MiniProject) -> None:
     result = mini.run_in_process("-rs")
-    result.assert_outcomes(skipped=15)  # the training phases and the freeze phases
+    result.assert_outcomes(skipped=10)  # every phase of every kind of milestone
     result.stdout.fnmatch_lines(["*no --milestone given; known milestones: mini, mini-broken, mini-gpu*"])
     assert not (mini.path / "submission_runs").exists()
 
@@ -162,3 +162,17 @@ def test_an_output_folder_outside_the_project_is_a_usage_error(mini: MiniProject
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*runs_dir = ../elsewhere: bundles must go to a folder inside the project*"])
     assert not (mini.path.parent / "elsewhere").exists()
+
+
+@pytest.mark.slow
+def test_rehearse_runs_a_gpu_milestone_on_the_cpu_as_a_marked_rehearsal(mini: MiniProject) -> None:
+    result = mini.run("--milestone", "mini-gpu", "--rehearse")
+    result.assert_outcomes(passed=7)
+    manifest = mini.manifest("mini-gpu-rehearsal_v1")
+    assert manifest["rehearsal"] is True
+    assert manifest["model"] == "random:tiny-gemma"
+    assert manifest["hardware_required"]["accelerator"] == "cpu"
+    assert {c["verdict"] for c in manifest["criteria"]} == {"not judged"}
+    summary = (mini.bundle("mini-gpu-rehearsal_v1") / "mini-gpu_summary.md").read_text()
+    assert "**Rehearsal**" in summary
+    assert not (mini.path / "submission_runs" / "mini-gpu_v1").exists()

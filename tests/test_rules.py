@@ -47,7 +47,7 @@ def test_a_dirty_tree_blocks_a_real_run_before_training(mini: MiniProject) -> No
     result = mini.run("--milestone", "mini", "-rs")
     result.assert_outcomes(passed=3, failed=1, skipped=3)
     result.stdout.fnmatch_lines(
-        ["SKIPPED*: guardrails-before failed: a rule is broken before training: "
+        ["SKIPPED*: guardrails-before failed: a rule is broken before the run: "
          "uncommitted change at start: configs/milestones/mini.yaml*"]
     )
     assert not (mini.bundle("mini_v1") / "training_log.txt").exists()

@@ -15,4 +15,8 @@ def load_trainer(backend: str) -> Trainer:
         from trainers.torch_trainer import TorchTrainer
 
         return TorchTrainer()
+    if backend == "jax":
+        from trainers.jax_trainer import JaxTrainer
+
+        return JaxTrainer()
     raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")

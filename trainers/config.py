@@ -43,6 +43,20 @@ class DivergenceConfig(_Strict):
     patience: PositiveInt
 
 
+class LoraConfig(_Strict):
+    """Low-rank adapters on the attention and MLP projections; only the adapters are trained."""
+
+    rank: PositiveInt
+    alpha: PositiveFloat
+
+
+class MeshConfig(_Strict):
+    """A ``data`` x ``fsdp`` device mesh: batches split over both axes, weights over ``fsdp``."""
+
+    data: PositiveInt = 1
+    fsdp: PositiveInt = 1
+
+
 class TrainingConfig(_Strict):
     """Everything about how a model is trained, apart from what and for how long."""
 
@@ -56,3 +70,7 @@ class TrainingConfig(_Strict):
     schedule: ScheduleConfig
     divergence: DivergenceConfig
     eval: EvalConfig
+    lora: LoraConfig | None = None
+    """LoRA adapters (jax backend); None trains every weight. The torch backend ignores it."""
+    mesh: MeshConfig = MeshConfig()
+    """The jax backend's device mesh; the torch backend ignores it and trains on one device."""

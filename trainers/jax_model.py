@@ -1,0 +1,211 @@
+"""Tunix Gemma models for the jax backend: architectures, device mesh, sharded init, checkpoints."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import qwix
+import safetensors.numpy
+from flax import nnx
+from tunix.models.gemma import model as gemma
+from tunix.rl import reshard
+from tunix.sft.checkpoint_manager import CheckpointManager
+
+from trainers.config import LoraConfig, MeshConfig
+from trainers.models import ARCHITECTURES, ModelSource
+
+PLATFORMS = {"cpu": "cpu", "cuda": "gpu", "tpu": "tpu"}
+MESH_AXES = ("data", "fsdp")
+# Every batch is split over all devices: "data" replicates the weights, "fsdp" shards them.
+BATCH_AXES = (MESH_AXES,)
+LORA_MODULES = ".*q_einsum|.*kv_einsum|.*gate_proj|.*down_proj|.*up_proj"
+MODEL_CARD = "config.json"
+WEIGHTS = "model.safetensors"
+STATE_DIR = "state"
+
+
+def _tiny_gemma() -> gemma.ModelConfig:
+    """The torch backend's ``tiny-gemma`` shape, read from its table so the two cannot drift."""
+    shape = ARCHITECTURES["tiny-gemma"]
+    layers = shape["num_hidden_layers"]
+    return gemma.ModelConfig(
+        num_layers=layers,
+        num_embed=shape["vocab_size"],
+        embed_dim=shape["hidden_size"],
+        hidden_dim=shape["intermediate_size"],
+        num_heads=shape["num_attention_heads"],
+        head_dim=shape["head_dim"],
+        num_kv_heads=shape["num_key_value_heads"],
+        final_logit_softcap=None,
+        use_post_attn_norm=False,
+        use_post_ffw_norm=False,
+        attention_types=(gemma.AttentionType.GLOBAL,) * layers,
+    )
+
+
+TUNIX_CONFIGS: dict[str, Callable[[], gemma.ModelConfig]] = {
+    "tiny-gemma": _tiny_gemma,
+    "gemma-2b": gemma.ModelConfig.gemma_2b,
+    "gemma-2-2b": gemma.ModelConfig.gemma2_2b,
+}
+
+
+def architecture(source: str) -> str:
+    """The architecture of a ``random:<arch>`` source; weights from elsewhere are not converted."""
+    parsed = ModelSource.parse(source)
+    if parsed.kind != "random":
+        raise ValueError(
+            f"the jax backend builds models from random:<arch> configs; "
+            f"{source} would need weight conversion"
+        )
+    if parsed.location not in TUNIX_CONFIGS:
+        known = ", ".join(sorted(TUNIX_CONFIGS))
+        raise ValueError(
+            f"the jax backend has no Tunix config for {parsed.location!r}; it has {known}"
+        )
+    return parsed.location
+
+
+def build_mesh(config: MeshConfig, device: str) -> jax.sharding.Mesh:
+    """A (data, fsdp) mesh over the first ``data * fsdp`` devices of the ``device`` platform."""
+    devices = jax.devices(PLATFORMS[device])
+    wanted = config.data * config.fsdp
+    if len(devices) < wanted:
+        raise ValueError(
+            f"mesh data={config.data} x fsdp={config.fsdp} needs {wanted} {device} devices, "
+            f"jax sees {len(devices)}"
+        )
+    # Tunix's Gemma places its sharding constraints by name, which needs auto (not explicit) axes.
+    auto = (jax.sharding.AxisType.Auto,) * len(MESH_AXES)
+    return jax.make_mesh((config.data, config.fsdp), MESH_AXES, auto, devices=devices[:wanted])
+
+
+@contextmanager
+def quiet_tunix() -> Iterator[None]:
+    """Silence the deprecation warnings of jax, flax and optax APIs that Tunix 0.1.7 and qwix still
+    call: nothing in this project can act on them."""
+    legacy = r".*(with mesh:|thread_resources|'sharding' is deprecated|optax\.global_norm)"
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"(tunix|qwix)\.")
+        warnings.filterwarnings("ignore", legacy, DeprecationWarning)
+        yield
+
+
+def _mesh_sharding() -> gemma.ShardingConfig:
+    """Tunix's Gemma partitioning on this mesh: weights over "fsdp" as Tunix has them, no tensor
+    parallelism, and the batch dimension of activations over both axes like the input batches."""
+    default = gemma.ShardingConfig.get_default_sharding()
+
+    def on_mesh(field: str, axes: tuple[str | None, ...]) -> tuple[Any, ...]:
+        sharded = BATCH_AXES[0] if field.startswith("act_") else "fsdp"
+        return tuple(sharded if axis == "fsdp" else None for axis in axes)
+
+    return gemma.ShardingConfig(
+        **{f.name: on_mesh(f.name, getattr(default, f.name)) for f in dataclasses.fields(default)}
+    )
+
+
+def tunix_config(arch: str) -> gemma.ModelConfig:
+    return dataclasses.replace(TUNIX_CONFIGS[arch](), shd_config=_mesh_sharding())
+
+
+@quiet_tunix()
+def build_model(
+    arch: str, seed: int, mesh: jax.sharding.Mesh, lora: LoraConfig | None
+) -> gemma.Gemma:
+    """The Gemma of ``arch``, randomly initialised from ``seed``, sharded over ``mesh``, with LoRA
+    adapters when ``lora`` is set."""
+    config = tunix_config(arch)
+
+    @nnx.jit
+    def create() -> gemma.Gemma:
+        model = gemma.Gemma(config, rngs=nnx.Rngs(params=seed))
+        state = nnx.state(model)
+        nnx.update(model, jax.lax.with_sharding_constraint(state, nnx.get_partition_spec(state)))
+        return model
+
+    with mesh:  # the legacy context, which is where Tunix 0.1.7 looks for the mesh
+        model = create()
+    if lora is None:
+        return model
+    provider = qwix.LoraProvider(module_path=LORA_MODULES, rank=lora.rank, alpha=lora.alpha)
+    adapted = qwix.apply_lora_to_model(
+        model, provider, rngs=nnx.Rngs(seed), **model.get_model_input()
+    )
+    return reshard.reshard_model_to_mesh(adapted, mesh)
+
+
+def parameter_count(model: nnx.Module) -> int:
+    return sum(leaf.size for leaf in jax.tree.leaves(nnx.state(model, nnx.Param)))
+
+
+def model_card(
+    source: str, arch: str, seed: int, lora: LoraConfig | None, mesh: MeshConfig
+) -> dict[str, Any]:
+    """What ``load_model`` needs to rebuild the model, and its Tunix shape for a reader."""
+    config = tunix_config(arch)
+    shape = (
+        "num_layers",
+        "num_embed",
+        "embed_dim",
+        "hidden_dim",
+        "num_heads",
+        "head_dim",
+        "num_kv_heads",
+    )
+    return {
+        "backend": "jax",
+        "model_source": source,
+        "architecture": arch,
+        "seed": seed,
+        "lora": lora.model_dump() if lora else None,
+        "mesh": mesh.model_dump(),
+        "tunix_gemma": {name: getattr(config, name) for name in shape},
+    }
+
+
+def save_checkpoint(
+    checkpoint_dir: Path,
+    model: nnx.Module,
+    optimizer: nnx.Optimizer,
+    step: int,
+    card: dict[str, Any],
+) -> None:
+    """Orbax state (weights and optimizer) through Tunix's checkpoint manager, a safetensors copy of
+    the weights (the bundle's portable file) and the model card."""
+    state_dir = (checkpoint_dir / STATE_DIR).resolve()
+    # One folder holds one run's final state; orbax refuses to overwrite a step.
+    shutil.rmtree(state_dir, ignore_errors=True)
+    manager = CheckpointManager(str(state_dir))
+    manager.save(step, model, optimizer, force=True)
+    manager.close()
+    weights = nnx.to_flat_state(nnx.state(model, nnx.Param))
+    tensors = {
+        ".".join(map(str, path)): np.asarray(jax.device_get(var.get_value()))
+        for path, var in weights
+    }
+    safetensors.numpy.save_file(tensors, str(checkpoint_dir / WEIGHTS))
+    (checkpoint_dir / MODEL_CARD).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+
+
+def load_model(checkpoint_dir: Path, device: str) -> gemma.Gemma:
+    """Rebuild the model of ``checkpoint_dir`` from its card and restore its trained weights."""
+    card = json.loads((checkpoint_dir / MODEL_CARD).read_text(encoding="utf-8"))
+    mesh = build_mesh(MeshConfig(**card["mesh"]), device)
+    lora = LoraConfig(**card["lora"]) if card["lora"] else None
+    model = build_model(card["architecture"], card["seed"], mesh, lora)
+    manager = CheckpointManager(str((checkpoint_dir / STATE_DIR).resolve()))
+    step, _ = manager.maybe_restore(model)
+    manager.close()
+    if step == 0:
+        raise FileNotFoundError(f"no orbax state under {checkpoint_dir / STATE_DIR}")
+    return model
