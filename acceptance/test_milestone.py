@@ -24,6 +24,12 @@ from harness.training import train
 from trainers import Trainer
 
 
+def assert_frozen_untouched(run: MilestoneRun, frozen_lock: Any) -> None:
+    """Every frozen milestone the spec declares still matches its committed lock snapshot."""
+    for freeze_id in run.milestone.spec.frozen:
+        assert current_record(run, freeze_id) == frozen_lock(name=freeze_id)
+
+
 @pytest.mark.phase("preflight")
 def test_preflight(milestone_run: MilestoneRun) -> None:
     preflight(milestone_run)
@@ -35,8 +41,7 @@ def test_preflight(milestone_run: MilestoneRun) -> None:
 def test_guardrails_before(milestone_run: MilestoneRun, frozen_lock: Any) -> None:
     problems = check_before(milestone_run)
     assert not problems, "a rule is broken before the run: " + "; ".join(problems)
-    for freeze_id in milestone_run.milestone.spec.frozen:
-        assert current_record(milestone_run, freeze_id) == frozen_lock(name=freeze_id)
+    assert_frozen_untouched(milestone_run, frozen_lock)
 
 
 @pytest.mark.phase("train")
@@ -74,8 +79,7 @@ def test_lock(milestone_run: MilestoneRun, frozen_lock: Any) -> None:
 def test_guardrails_after(milestone_run: MilestoneRun, frozen_lock: Any) -> None:
     problems = check_after(milestone_run)
     assert not problems, "a rule was broken during the run: " + "; ".join(problems)
-    for freeze_id in milestone_run.milestone.spec.frozen:
-        assert current_record(milestone_run, freeze_id) == frozen_lock(name=freeze_id)
+    assert_frozen_untouched(milestone_run, frozen_lock)
 
 
 @pytest.mark.phase("evidence")

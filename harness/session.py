@@ -247,9 +247,9 @@ class MilestoneSession:
         """Record a phase cut short as interrupted, and render every run's documents once more."""
         for run in self.runs.values():
             if run.current_phase and run.current_phase not in run.outcomes:
-                run.record(
-                    PhaseOutcome(run.current_phase, Status.FAILED, Cause.INTERRUPTED, self.interrupt_reason, 0.0)
-                )
+                cut_short = PhaseOutcome(run.current_phase, Status.FAILED, Cause.INTERRUPTED, self.interrupt_reason, 0.0)
+                run.record(cut_short)
+                journal.end_phase(run, cut_short)
             run.session_finished = True
             write_documents(run)
 
