@@ -62,9 +62,20 @@ def probe_cpu() -> Probe:
     return Probe("os.cpu_count()", f"{cores} x {platform.processor() or platform.machine()}", cores)
 
 
-def wrong_platform(requirement: HardwareRequirement) -> str | None:
-    """Why this platform is not the one required, else None."""
-    if requirement.platform in ("any", probe_platform()):
+# A known cause, kept as a documented outcome instead of a traceback: current JAX publishes no
+# CUDA wheels for native Windows (jax[cuda12] stopped at 0.4.21; the CUDA plugin is Linux-only).
+JAX_CUDA_ON_WINDOWS = (
+    "JAX has no CUDA support on native Windows (no jax CUDA wheels or plugin for win32 since "
+    "jax 0.4.21); run this milestone under WSL2 or on Linux"
+)
+
+
+def wrong_platform(requirement: HardwareRequirement, backend: str = "torch") -> str | None:
+    """Why this platform cannot serve the requirement, else None."""
+    here = probe_platform()
+    if backend == "jax" and requirement.accelerator == "cuda" and here == "windows":
+        return JAX_CUDA_ON_WINDOWS
+    if requirement.platform in ("any", here):
         return None
     return f"needs platform {requirement.platform}; sys.platform says {sys.platform}"
 

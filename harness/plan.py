@@ -45,7 +45,7 @@ def blocked_here(milestone: Milestone | FreezeMilestone) -> str | None:
     if isinstance(milestone, FreezeMilestone):
         return None
     spec = milestone.spec
-    return wrong_platform(spec.hardware) or missing_devices(spec.hardware, spec.backend)
+    return wrong_platform(spec.hardware, spec.backend) or missing_devices(spec.hardware, spec.backend)
 
 
 def plan_lines(milestone: Milestone | FreezeMilestone) -> list[str]:

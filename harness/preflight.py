@@ -53,7 +53,7 @@ def preflight(run: MilestoneRun) -> None:
     if isinstance(run.milestone, FreezeMilestone):
         return  # a freeze trains nothing: it needs no device, framework or data
     spec = run.milestone.spec
-    if reason := wrong_platform(spec.hardware):
+    if reason := wrong_platform(spec.hardware, spec.backend):
         raise PhaseBlocked(Cause.UNSUPPORTED_PLATFORM, reason)
     if reason := missing_devices(spec.hardware, spec.backend):
         raise PhaseBlocked(Cause.MISSING_HARDWARE, reason)

@@ -74,3 +74,16 @@ def test_this_platform_and_any_are_accepted() -> None:
         requirement = HardwareRequirement(accelerator="cpu", count=1, platform=platform, label="x")
         assert wrong_platform(requirement) is None
 
+
+
+def test_jax_on_cuda_under_native_windows_is_the_documented_unsupported_platform(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from harness.hardware import JAX_CUDA_ON_WINDOWS, wrong_platform
+    from harness.specs import HardwareRequirement
+
+    # The m43 outcome of the seeds: this machine is not Windows, so the platform is stood in for.
+    monkeypatch.setattr(sys, "platform", "win32")
+    gpu = HardwareRequirement(accelerator="cuda", count=1, platform="any", label="one CUDA GPU")
+    assert wrong_platform(gpu, "jax") == JAX_CUDA_ON_WINDOWS
+    assert wrong_platform(gpu, "torch") is None
