@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +111,27 @@ class MiniProject:
     def run_in_process(self, *args: str) -> pytest.RunResult:
         """A session that never imports torch (usage errors, collection) in this process."""
         return self.pytester.runpytest(str(self.path / "acceptance"), *args)
+
+    def start_long_training(self) -> subprocess.Popen[bytes]:
+        """A session of a ``mini-long`` milestone left running once training has logged a step."""
+        self.milestone("mini-long", max_steps=100000)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pytest", "acceptance", "--milestone", "mini-long"],
+            cwd=self.path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        log = self.bundle("mini-long_v1") / "training_log.txt"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if log.is_file() and "step " in log.read_text():
+                return process
+            if process.poll() is not None:
+                output = process.stdout.read().decode() if process.stdout else ""
+                pytest.fail(f"the session ended early: {output}")
+            time.sleep(0.2)
+        process.kill()
+        pytest.fail("training did not log a step in time")
 
     def bundle(self, run_id: str) -> Path:
         return self.path / "submission_runs" / run_id

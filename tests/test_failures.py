@@ -7,8 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -46,27 +44,6 @@ def analysis(mini: MiniProject, run_id: str) -> str:
     return (mini.bundle(run_id) / "failure_analysis.md").read_text()
 
 
-def wait_for_step(log: Path, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if log.is_file() and "step " in log.read_text():
-            return
-        if process.poll() is not None:
-            pytest.fail(f"the session ended early: {process.stdout.read().decode() if process.stdout else ''}")
-        time.sleep(0.2)
-    process.kill()
-    pytest.fail("training did not log a step in time")
-
-
-def start_session(mini: MiniProject, milestone: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "pytest", "acceptance", "--milestone", milestone],
-        cwd=mini.path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-
-
 def test_a_huge_learning_rate_stops_training_and_keeps_what_came_before(mini: MiniProject) -> None:
     mini.training("wild", lr=1.0e4)
     mini.milestone("mini-wild", training="wild", max_steps=40)
@@ -97,9 +74,7 @@ def test_a_cuda_out_of_memory_is_classified_with_the_last_good_step(mini: MiniPr
 
 
 def test_sigterm_records_the_phase_in_progress_as_interrupted(mini: MiniProject) -> None:
-    mini.milestone("mini-long", max_steps=100000)
-    process = start_session(mini, "mini-long")
-    wait_for_step(mini.bundle("mini-long_v1") / "training_log.txt", process)
+    process = mini.start_long_training()
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=120) == pytest.ExitCode.INTERRUPTED
     manifest = mini.manifest("mini-long_v1")
@@ -116,10 +91,7 @@ def test_sigterm_records_the_phase_in_progress_as_interrupted(mini: MiniProject)
 def test_sigkill_leaves_a_readable_bundle_that_the_next_session_marks_interrupted(
     mini: MiniProject,
 ) -> None:
-    mini.milestone("mini-long", max_steps=100000)
-    process = start_session(mini, "mini-long")
-    log = mini.bundle("mini-long_v1") / "training_log.txt"
-    wait_for_step(log, process)
+    process = mini.start_long_training()
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=60)
     killed = mini.bundle("mini-long_v1")

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from harness.phases import PHASES
-from tests.test_failures import start_session, wait_for_step
 
 if TYPE_CHECKING:
     from tests.conftest import MiniProject
@@ -129,9 +128,7 @@ def test_skipped_phases_carry_their_reason_in_the_report_and_the_journal(mini: M
 
 
 def test_a_killed_session_leaves_a_report_of_the_phases_that_ran(mini: MiniProject) -> None:
-    mini.milestone("mini-long", max_steps=100000)
-    process = start_session(mini, "mini-long")
-    wait_for_step(mini.bundle("mini-long_v1") / "training_log.txt", process)
+    process = mini.start_long_training()
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=60)
     data = report_data(mini.bundle("mini-long_v1") / "report.html")
