@@ -57,6 +57,17 @@ class MeshConfig(_Strict):
     fsdp: PositiveInt = 1
 
 
+class ParallelConfig(_Strict):
+    """How the torch backend spreads one run over processes, launched through ``torchrun``.
+
+    ``single`` trains in the pytest process on one device; ``ddp`` and ``fsdp`` start
+    ``processes`` workers (one per GPU, or CPU processes with the gloo backend).
+    """
+
+    strategy: Literal["single", "ddp", "fsdp"] = "single"
+    processes: PositiveInt = 1
+
+
 class TrainingConfig(_Strict):
     """Everything about how a model is trained, apart from what and for how long."""
 
@@ -73,4 +84,17 @@ class TrainingConfig(_Strict):
     lora: LoraConfig | None = None
     """LoRA adapters (jax backend); None trains every weight. The torch backend ignores it."""
     mesh: MeshConfig = MeshConfig()
-    """The jax backend's device mesh; the torch backend ignores it and trains on one device."""
+    """The jax backend's device mesh; the torch backend ignores it."""
+    grad_accum_steps: PositiveInt = 1
+    """Micro-batches per optimizer step: ``batch_size`` examples are split into this many, so the
+    effective batch (and the loss curve) stays the same while activation memory shrinks."""
+    batching: Literal["padded", "length_grouped", "packed"] = "padded"
+    """torch backend: ``padded`` pads each batch to its longest row; ``length_grouped`` batches
+    rows of similar length together; ``packed`` concatenates rows into full sequences with
+    attention kept inside each row."""
+    gradient_checkpointing: bool = False
+    """torch backend: recompute activations in the backward pass to save memory."""
+    compile: bool = False
+    """torch backend: ``torch.compile`` the model before training."""
+    parallel: ParallelConfig = ParallelConfig()
+    """torch backend: one device, or DDP/FSDP over several processes."""
