@@ -17,14 +17,20 @@ class FrozenLock(JSONSnapshotExtension):
     """One JSON snapshot per freeze milestone, ``configs/frozen/<id>.json``, shared by every test
     that checks it: the freeze milestone writes it, every milestone that declares it reads it."""
 
+    locks_dir = LOCKS_DIR
+
     @classmethod
     def dirname(cls, *, test_location: Any) -> str:
-        # acceptance/<module>.py -> the project root, whichever phase module asks.
-        return str(Path(test_location.filepath).parents[1] / LOCKS_DIR)
+        return str(cls.locks_dir)
 
     @classmethod
     def get_snapshot_name(cls, *, test_location: Any, index: Any = 0) -> str:
         return str(index)
+
+
+def frozen_lock_extension(root: Path) -> type[FrozenLock]:
+    """The lock extension of the project at ``root``, wherever the phase tests were collected."""
+    return type("FrozenLock", (FrozenLock,), {"locks_dir": root / LOCKS_DIR})
 
 
 def frozen_zip(run: MilestoneRun, freeze_id: str) -> Path:

@@ -20,9 +20,8 @@ def latest_outcome(runs_root: Path, milestone_id: str) -> str:
     return f"{runs[-1].name}: {manifest.get('verdict', 'no manifest (interrupted?)')}"
 
 
-def milestone_lines(root: Path, runs_root: Path) -> list[str]:
+def milestone_lines(registry: MilestoneRegistry, runs_root: Path) -> list[str]:
     """One line per known milestone: id, title, backend, hardware, latest outcome."""
-    registry = MilestoneRegistry(root)
     lines = []
     for milestone_id in registry.ids():
         try:

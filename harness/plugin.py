@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Generator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from harness.lock import FrozenLock
-from harness.run import MilestoneRun
-from harness.plan import milestone_lines, plan_lines
-from harness.session import MilestoneSession, runs_root
-from harness.specs import MilestoneRegistry
-from trainers import Trainer, load_trainer
+pytest.register_assert_rewrite("harness.milestone_tests")
+
+from harness.lock import frozen_lock_extension  # noqa: E402
+from harness.plan import milestone_lines, plan_lines  # noqa: E402
+from harness.project import registry, runs_root  # noqa: E402
+from harness.run import MilestoneRun  # noqa: E402
+from harness.session import MilestoneSession  # noqa: E402
+from harness.tracking import MlflowTracker, tracking_uri  # noqa: E402
+from trainers import Trainer, load_trainer  # noqa: E402
 
 session_key = pytest.StashKey[MilestoneSession]()
 
@@ -67,10 +72,27 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="List the known milestones with title, backend, hardware and the outcome of their "
         "latest bundle, then exit (like --markers).",
     )
+    group.addoption(
+        "--mlflow-uri",
+        dest="mlflow_uri",
+        default=None,
+        metavar="URI",
+        help="Once the session ends, log each run (spec as params, per-step metrics, verdicts as "
+        "tags, the bundle as artifacts) to the MLflow store at URI, e.g. sqlite:///mlflow.db or "
+        "file:./mlruns (keep it outside the project or git-ignored). Nothing leaves the machine "
+        "unless URI names a server. Needs the [mlflow] extra.",
+    )
     parser.addini(
         "runs_dir",
         help="Folder, inside the project, that receives the evidence bundles <id>_v<N>/.",
         default="submission_runs",
+    )
+    parser.addini(
+        "milestone_paths",
+        type="paths",
+        help="Folders, inside the project, holding the milestone specs <id>.yaml "
+        "(default: configs/milestones).",
+        default=[],
     )
 
 
@@ -80,11 +102,32 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", line)
     if not config.option.milestones:
         return
+    mlflow_uri = tracking_uri(config)
     session = MilestoneSession.from_config(config)
     if not config.option.collectonly:
         session.open_runs()
     config.stash[session_key] = session
     config.pluginmanager.register(session, "tunix-rt-session")
+    if mlflow_uri and not hasattr(config, "workerinput"):
+        config.pluginmanager.register(MlflowTracker(session, mlflow_uri), "tunix-rt-mlflow")
+    if config.args_source != pytest.Config.ArgsSource.ARGS:
+        # `pytest --milestone ID` with no paths: collect the phases from the milestones' specs.
+        config.args = [str(m.spec_path) for m in session.milestones]
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Module | None:
+    """A selected milestone's spec file collects the phase tests, parametrized for it."""
+    session = parent.config.stash.get(session_key, None)
+    if session is None or not any(file_path == m.spec_path for m in session.milestones):
+        return None
+    return MilestonePhases.from_parent(parent, path=file_path)
+
+
+class MilestonePhases(pytest.Module):
+    """The phase tests shipped with the plugin, collected under a milestone's spec file."""
+
+    def _getobj(self) -> object:
+        return importlib.import_module("harness.milestone_tests")
 
 
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
@@ -93,7 +136,7 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     config._do_configure()
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     try:
-        for line in milestone_lines(config.rootpath, runs_root(config)):
+        for line in milestone_lines(registry(config), runs_root(config)):
             reporter.write_line(line)
     finally:
         config._ensure_unconfigure()
@@ -128,7 +171,7 @@ def pytest_report_collectionfinish(config: pytest.Config) -> list[str]:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "milestone_id" in metafunc.fixturenames and session_key not in metafunc.config.stash:
-        known = ", ".join(MilestoneRegistry(metafunc.config.rootpath).ids())
+        known = ", ".join(registry(metafunc.config).ids())
         reason = f"no --milestone given; known milestones: {known}"
         metafunc.parametrize("milestone_id", [pytest.param(None, marks=pytest.mark.skip(reason=reason))])
 
@@ -146,6 +189,6 @@ def trainer(milestone_run: MilestoneRun) -> Trainer:
 
 
 @pytest.fixture
-def frozen_lock(snapshot: Any) -> Any:
+def frozen_lock(request: pytest.FixtureRequest, snapshot: Any) -> Any:
     """The syrupy snapshot of frozen artifacts, kept in ``configs/frozen/<freeze id>.json``."""
-    return snapshot.use_extension(FrozenLock)
+    return snapshot.use_extension(frozen_lock_extension(request.config.rootpath.resolve()))

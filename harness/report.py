@@ -31,7 +31,6 @@ class ReportPlugin:
 
     def __init__(self, session: MilestoneSession) -> None:
         self.session = session
-        self.phases: dict[str, tuple[str, MilestoneRun]] = {}
         self.report_data: Any = None
 
     def pytest_configure(self, config: pytest.Config) -> None:
@@ -54,10 +53,11 @@ class ReportPlugin:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_html_results_table_row(self, report: pytest.TestReport, cells: list[str]) -> None:
-        found = self.phases.get(report.nodeid)
-        text = outcome_line(found[1], found[0]) if found else ""
+        text = getattr(report, "phase_outcome", "")
         cells.append(f'<td class="col-phase-outcome">{escape(text)}</td>')
 
+    # The report is made where the phase ran (an xdist worker, or this process) and shown where
+    # the HTML is written (the controller, or this process): what it shows travels on it.
     # Outermost, so that the session has recorded the phase's outcome when the extras are made.
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_makereport(
@@ -70,20 +70,26 @@ class ReportPlugin:
         if found is None or report.when == "teardown" or (report.when == "setup" and report.passed):
             return report
         phase, run = found
-        self.phases[report.nodeid] = (phase, run)
         shown = phase_extras(phase, run, self.report_dir())
         report.extras = [*getattr(report, "extras", []), *shown]  # type: ignore[attr-defined]
+        report.phase_outcome = outcome_line(run, phase)  # type: ignore[attr-defined]
         if phase == PREFLIGHT and run.env:
-            self.show_environment(run)
+            report.environment = environment(run)  # type: ignore[attr-defined]
         return report
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        facts = getattr(report, "environment", None)
+        if facts:
+            self.show_environment(facts)
 
     def report_dir(self) -> Path:
         return Path(str(self.session.config.option.htmlpath)).resolve().parent
 
-    def show_environment(self, run: MilestoneRun) -> None:
+    def show_environment(self, facts: dict[str, str]) -> None:
         """Put the pre-flight snapshot at the top of the environment table of every later write."""
         config = self.session.config
-        metadata = {**environment(run), **config.stash.get(metadata_key, {})}
+        metadata = {**facts, **config.stash.get(metadata_key, {})}
         config.stash[metadata_key] = metadata
         if self.report_data is not None:
             self.report_data.set_data("environment", metadata)

@@ -15,22 +15,29 @@ import pytest
 from filelock import FileLock, Timeout
 
 from harness import bundle, history, journal
+from harness.baseline import Baseline, BaselineError, load_baseline
+from harness.distribution import (
+    WORKER_INPUT_KEY,
+    is_controller,
+    is_worker,
+    milestone_scheduling,
+    param_of,
+)
+from harness.documents import write_documents
 from harness.failures import Cause, PhaseBlocked, classify
+from harness.goldens import golden_path
+from harness.guardrails import GuardrailError, tree_is_clean
+from harness.lock import LOCKS_DIR
 from harness.outcomes import PhaseOutcome, Status, describe
 from harness.phases import phases_of
+from harness.project import registry, runs_root
 from harness.redact import secret_values
 from harness.rehearsal import REHEARSAL_SUFFIX, rehearse
 from harness.report import ReportPlugin
 from harness.run import MilestoneRun
-from harness.baseline import Baseline, BaselineError, load_baseline
-from harness.goldens import golden_path
-from harness.guardrails import GuardrailError, tree_is_clean
 from harness.run_rules import git_top
-from harness.lock import LOCKS_DIR
-from harness.specs import FreezeMilestone, Milestone, MilestoneRegistry, SpecError, shown
+from harness.specs import FreezeMilestone, Milestone, SpecError, shown
 from harness.verify import write_checksums
-from harness.documents import write_documents
-
 
 
 def phase_of(item: pytest.Item) -> str | None:
@@ -54,17 +61,19 @@ class MilestoneSession:
         self.root = root
         self.runs_root = runs_root
         self.runs: dict[str, MilestoneRun] = {}
-        self.locks: list[FileLock] = []
+        self.locks: dict[str, FileLock] = {}
+        self.unselected: list[Path] = []
         self.baselines: dict[str, Baseline | None] = {}
         self.interrupt_reason = "the session stopped during this phase"
         self.previous_sigterm: Any = None
+        self.phase_nodeids: dict[str, set[str]] = {}
+        self.failed_milestones: set[str] = set()
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> MilestoneSession:
         root = config.rootpath.resolve()
-        registry = MilestoneRegistry(root)
         try:
-            milestones = [registry.load(mid) for mid in dict.fromkeys(config.option.milestones)]
+            milestones = [registry(config).load(mid) for mid in dict.fromkeys(config.option.milestones)]
         except SpecError as error:
             raise pytest.UsageError(f"--milestone: {error}") from None
         if config.option.rehearse:
@@ -78,34 +87,48 @@ class MilestoneSession:
         return session
 
     def open_runs(self) -> None:
-        """Lock each milestone, note an earlier run that never finished, allocate a fresh folder.
+        """Give every milestone its run folder; an xdist worker takes the ones its controller opened."""
+        if is_worker(self.config):
+            for milestone in self.milestones:
+                opened = self.config.workerinput[WORKER_INPUT_KEY][milestone.id]
+                run = self._new_run(milestone, Path(opened["run_dir"]))
+                run.started_at, run.follows = opened["started_at"], opened["follows"]
+        else:
+            self._allocate_runs()
+        self._allow_outputs()
 
-        The HTML report goes into the first run's folder.
-        """
-        runs_root = self.runs_root
-        runs_root.mkdir(parents=True, exist_ok=True)
+    def _allocate_runs(self) -> None:
+        """Lock each milestone, note an earlier run that never finished, allocate a fresh folder."""
+        self.runs_root.mkdir(parents=True, exist_ok=True)
         for milestone in self.milestones:
-            name = milestone.id + (REHEARSAL_SUFFIX if milestone.rehearsal else "")
-            self.locks.append(_lock(runs_root, name))
-            earlier = bundle.run_dirs(runs_root, name)
-            run_dir = bundle.allocate_run_dir(runs_root, name)
-            run = MilestoneRun(milestone, self.root, run_dir, progress=self.progress)
-            run.baseline = self.baselines.get(milestone.id)
-            run.update_goldens = bool(self.config.option.update_goldens)
-            run.update_snapshots = bool(getattr(self.config.option, "update_snapshots", False))
+            name = _series(milestone)
+            self.locks[milestone.id] = _lock(self.runs_root, name)
+            earlier = bundle.run_dirs(self.runs_root, name)
+            run = self._new_run(milestone, bundle.allocate_run_dir(self.runs_root, name))
             if earlier:
                 previous = earlier[-1]
                 if not history.session_finished(previous):
                     history.mark_interrupted(previous, run.run_id, run.started_at)
                 run.follows = previous.name
-            self.runs[milestone.id] = run
-        # A session may write its own run folders and lock files, and nothing else; with
-        # --update-goldens also the golden curves it was asked to record.
-        allowed = [run.run_dir for run in self.runs.values()] + [Path(lock.lock_file) for lock in self.locks]
+
+    def _new_run(self, milestone: Milestone | FreezeMilestone, run_dir: Path) -> MilestoneRun:
+        run = MilestoneRun(milestone, self.root, run_dir, progress=self.progress)
+        run.baseline = self.baselines.get(milestone.id)
+        run.update_goldens = bool(self.config.option.update_goldens)
+        run.update_snapshots = bool(getattr(self.config.option, "update_snapshots", False))
+        self.runs[milestone.id] = run
+        return run
+
+    def _allow_outputs(self) -> None:
+        """A session may write its own run folders and lock files, and nothing else; with
+        --update-goldens also the golden curves it was asked to record. The HTML report goes
+        into the first run's folder."""
+        allowed = [run.run_dir for run in self.runs.values()]
+        allowed += [_lock_path(self.runs_root, _series(m)) for m in self.milestones]
         if self.config.option.update_goldens:
             allowed += [golden_path(self.root, m) for m in self.milestones if isinstance(m, Milestone)]
         if getattr(self.config.option, "update_snapshots", False):
-            allowed += [runs_root / m.id for m in self.milestones] + [self.root / LOCKS_DIR / f"{m.id}.json" for m in self.milestones]
+            allowed += [self.runs_root / m.id for m in self.milestones] + [self.root / LOCKS_DIR / f"{m.id}.json" for m in self.milestones]
         for run in self.runs.values():
             run.allowed_outputs = allowed
         option = self.config.option
@@ -119,6 +142,18 @@ class MilestoneSession:
             for run in self.runs.values():
                 run.allowed_outputs = [*allowed, report, report.parent / "assets"]
             self.config.pluginmanager.register(ReportPlugin(self), "tunix-rt-report")
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        """xdist: each worker is told the run folders this controller opened and holds locked."""
+        node.workerinput[WORKER_INPUT_KEY] = {
+            milestone_id: {"run_dir": str(run.run_dir), "started_at": run.started_at, "follows": run.follows}
+            for milestone_id, run in self.runs.items()
+        }
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
+        return milestone_scheduling(config, log, set(self.runs))
 
     @property
     def first_run(self) -> MilestoneRun:
@@ -176,12 +211,35 @@ class MilestoneSession:
             index, phases = order[milestone_id]
             return index, phases.index(phase)
 
-        # A phase that no selected milestone has (train for a freeze, say) has nothing to run.
-        idle = [item for item in items if "milestone_id" in getattr(item, "fixturenames", ()) and milestone_of(item) not in order]
+        # A phase that no selected milestone has (train for a freeze, say) has nothing to run, and
+        # a phase collected twice (from a test module and a spec file) runs once.
+        seen: set[tuple[str | None, str | None]] = set()
+        idle = []
+        for item in items:
+            if "milestone_id" not in getattr(item, "fixturenames", ()):
+                continue
+            phase = (milestone_of(item), phase_of(item))
+            if phase[0] not in order or phase in seen:
+                idle.append(item)
+            seen.add(phase)
         if idle:
             self.config.hook.pytest_deselected(items=idle)
             items[:] = [item for item in items if item not in idle]
         items.sort(key=key)
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.drop_unselected({milestone_of(item) for item in session.items})
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        self.drop_unselected({param_of(nodeid) for nodeid in ids})
+
+    def drop_unselected(self, selected: set[str | None]) -> None:
+        """A milestone none of whose phases is left to run (``--lf``, ``-k``) gets no bundle."""
+        for milestone_id in [mid for mid in self.runs if mid not in selected]:
+            self.unselected.append(self.runs.pop(milestone_id).run_dir)
+            if milestone_id in self.locks:
+                self.locks.pop(milestone_id).release()
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
@@ -226,26 +284,56 @@ class MilestoneSession:
         self.interrupt_reason = describe(excinfo.value) or "KeyboardInterrupt (SIGINT)"
 
     @pytest.hookimpl(trylast=True)
-    def pytest_runtest_logreport(self) -> None:
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        milestone_id = param_of(report.nodeid)
+        if milestone_id in self.runs:
+            self.phase_nodeids.setdefault(milestone_id, set()).add(report.nodeid)
+            if report.failed:
+                self.failed_milestones.add(milestone_id)
         self.redact_report()
 
     @pytest.hookimpl(wrapper=True)
     def pytest_sessionfinish(self) -> Generator[None, None, None]:
         self.close_runs()
+        self.rerun_whole_milestones()
         try:
             return (yield)
         finally:
-            # pytest-html writes its final report inside this hook: finish it once that is done.
-            self.redact_report()
-            self.copy_report()
-            for run in self.runs.values():
-                write_checksums(run.run_dir)
-            for lock in self.locks:
-                lock.release()
+            if not is_worker(self.config):
+                # pytest-html writes its final report inside this hook: finish it once that is done.
+                self.redact_report()
+                self.copy_report()
+                for run in self.runs.values():
+                    write_checksums(run.run_dir)
+                for folder in self.unselected:
+                    _remove_unused(folder)
+                for lock in self.locks.values():
+                    lock.release()
+
+    def rerun_whole_milestones(self) -> None:
+        """For ``--lf``: a milestone with a failed phase counts as failed in every phase, so the
+        rerun starts it over, in a new run folder, instead of running a phase without its
+        predecessors."""
+        last_failed = self.config.pluginmanager.get_plugin("lfplugin")
+        if last_failed is None:
+            return
+        for milestone_id in self.failed_milestones:
+            for nodeid in self.phase_nodeids[milestone_id]:
+                last_failed.lastfailed[nodeid] = True
+
+    def owned_runs(self) -> list[MilestoneRun]:
+        """The runs whose documents this process writes: under xdist, a worker writes those it
+        ran phases of, and the controller those no worker started."""
+        runs = list(self.runs.values())
+        if is_worker(self.config):
+            return [run for run in runs if run.outcomes or run.current_phase]
+        if is_controller(self.config):
+            return [run for run in runs if not (run.run_dir / bundle.RUN_MANIFEST).is_file()]
+        return runs
 
     def close_runs(self) -> None:
         """Record a phase cut short as interrupted, and render every run's documents once more."""
-        for run in self.runs.values():
+        for run in self.owned_runs():
             if run.current_phase and run.current_phase not in run.outcomes:
                 cut_short = PhaseOutcome(run.current_phase, Status.FAILED, Cause.INTERRUPTED, self.interrupt_reason, 0.0)
                 run.record(cut_short)
@@ -274,9 +362,10 @@ class MilestoneSession:
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("tunix-rt evidence")
         for run in self.runs.values():
-            terminalreporter.write_line(
-                f"{run.run_id}: {run.verdict} -> {run.run_dir.relative_to(self.root)}/"
-            )
+            # Under xdist the phases ran in a worker: its manifest has the verdict.
+            manifest = history.read_manifest(run.run_dir) or {}
+            verdict = manifest.get("verdict", run.verdict)
+            terminalreporter.write_line(f"{run.run_id}: {verdict} -> {run.run_dir.relative_to(self.root)}/")
 
 
 def _baseline_for(config: pytest.Config, milestone: Milestone | FreezeMilestone, root: Path) -> Baseline | None:
@@ -323,17 +412,10 @@ def _refuse_golden_update(config: pytest.Config, root: Path) -> None:
         )
 
 
-def runs_root(config: pytest.Config) -> Path:
-    """The folder bundles go to (ini ``runs_dir``); it must lie inside the project."""
-    value = str(config.getini("runs_dir"))
-    root = config.rootpath.resolve()
-    folder = (root / value).resolve()
-    if folder == root or not folder.is_relative_to(root):
-        raise pytest.UsageError(
-            f"runs_dir = {value}: bundles must go to a folder inside the project {root}, "
-            "such as submission_runs"
-        )
-    return folder
+def _remove_unused(run_dir: Path) -> None:
+    """Remove the folder of a run that ran nothing, holding at most the session's report."""
+    if run_dir.is_dir() and {path.name for path in run_dir.iterdir()} <= {bundle.REPORT, "assets"}:
+        shutil.rmtree(run_dir)
 
 
 def _terminate(signum: int, frame: object) -> None:
@@ -341,9 +423,18 @@ def _terminate(signum: int, frame: object) -> None:
     raise KeyboardInterrupt("SIGTERM received")
 
 
+def _series(milestone: Milestone | FreezeMilestone) -> str:
+    """The name a milestone's run folders share: ``<id>`` or ``<id>-rehearsal``."""
+    return milestone.id + (REHEARSAL_SUFFIX if milestone.rehearsal else "")
+
+
+def _lock_path(runs_root: Path, series: str) -> Path:
+    return runs_root / f".{series}.lock"
+
+
 def _lock(runs_root: Path, milestone_id: str) -> FileLock:
     """Hold ``.<id>.lock`` for the session; the OS releases it if the process dies."""
-    lock = FileLock(runs_root / f".{milestone_id}.lock")
+    lock = FileLock(_lock_path(runs_root, milestone_id))
     try:
         lock.acquire(timeout=0)
     except Timeout:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -235,13 +236,30 @@ def _fields_at(model: type[BaseModel], loc: tuple[str, ...]) -> list[str]:
 
 
 class MilestoneRegistry:
-    """The milestones of one project, found under ``<root>/configs/milestones``."""
+    """The milestones of one project: ``<id>.yaml`` specs in its milestone folders.
 
-    def __init__(self, root: Path) -> None:
+    A spec's training config is looked up in ``configs/training``, then next to the spec;
+    datasets and evalsets live in the project's ``datasets/`` and ``evalsets/``.
+    """
+
+    def __init__(self, root: Path, milestone_dirs: Sequence[Path] = (MILESTONES_DIR,)) -> None:
         self.root = root
+        self.milestone_dirs = [root / folder for folder in milestone_dirs]
+
+    def spec_paths(self) -> dict[str, Path]:
+        """Every spec by id; an id defined in two folders is an error naming both files."""
+        found: dict[str, Path] = {}
+        for folder in self.milestone_dirs:
+            for path in sorted(folder.glob("*.yaml")):
+                if path.stem in found:
+                    raise SpecError(
+                        f"{shown(path)}: milestone {path.stem!r} is also defined in {shown(found[path.stem])}"
+                    )
+                found[path.stem] = path
+        return found
 
     def ids(self) -> list[str]:
-        return sorted(path.stem for path in (self.root / MILESTONES_DIR).glob("*.yaml"))
+        return sorted(self.spec_paths())
 
     def kind_of(self, spec_path: Path) -> str:
         try:
@@ -252,12 +270,13 @@ class MilestoneRegistry:
 
     def load(self, milestone_id: str) -> Milestone | FreezeMilestone:
         """Load and fully validate one milestone, its training config and data paths."""
-        known = self.ids()
+        known = self.spec_paths()
         if milestone_id not in known:
+            folders = ", ".join(shown(folder) for folder in self.milestone_dirs)
             raise SpecError(
-                f"unknown milestone {milestone_id!r}; known milestones: {', '.join(known) or 'none'}"
+                f"unknown milestone {milestone_id!r} in {folders}; known milestones: {', '.join(sorted(known)) or 'none'}"
             )
-        spec_path = self.root / MILESTONES_DIR / f"{milestone_id}.yaml"
+        spec_path = known[milestone_id]
         if self.kind_of(spec_path) == "freeze":
             freeze = load_yaml_model(spec_path, FreezeSpec)
             self._check_id(freeze.id, milestone_id, spec_path)
@@ -265,11 +284,9 @@ class MilestoneRegistry:
         spec = load_yaml_model(spec_path, MilestoneSpec)
         self._check_id(spec.id, milestone_id, spec_path)
         for frozen_id in spec.frozen:
-            if frozen_id not in known or self.kind_of(self.root / MILESTONES_DIR / f"{frozen_id}.yaml") != "freeze":
+            if frozen_id not in known or self.kind_of(known[frozen_id]) != "freeze":
                 raise SpecError(f"{shown(spec_path)}: key 'frozen': no freeze milestone {frozen_id!r}")
-        training_path = self.root / TRAINING_DIR / spec.training_config
-        if not training_path.is_file():
-            raise SpecError(f"{shown(spec_path)}: key 'training_config': no file {shown(training_path)}")
+        training_path = self._training_path(spec_path, spec.training_config)
         dataset_path = self.root / DATASETS_DIR / spec.dataset
         if not dataset_path.is_dir():
             raise SpecError(f"{shown(spec_path)}: key 'dataset': no dataset folder {shown(dataset_path)}")
@@ -284,6 +301,14 @@ class MilestoneRegistry:
             dataset_path=dataset_path,
             evalset_path=evalset_path,
         )
+
+    def _training_path(self, spec_path: Path, name: str) -> Path:
+        candidates = [self.root / TRAINING_DIR / name, spec_path.parent / name]
+        for path in candidates:
+            if path.is_file() and path != spec_path:
+                return path
+        tried = " or ".join(shown(path) for path in candidates)
+        raise SpecError(f"{shown(spec_path)}: key 'training_config': no file {tried}")
 
     @staticmethod
     def _check_id(spec_id: str, milestone_id: str, spec_path: Path) -> None:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from harness import bundle
-from harness.run import MilestoneRun, utc_now
 from harness.documents import write_documents
+from harness.run import MilestoneRun, utc_now
 
 
 def finalize(run: MilestoneRun) -> str:

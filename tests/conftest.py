@@ -32,7 +32,7 @@ SPEC = """\
 id: {milestone_id}
 title: Mini milestone
 purpose: Exercise every phase in seconds.
-backend: torch
+backend: {backend}
 hardware: {{accelerator: {accelerator}, count: 1, platform: any, label: test hardware}}
 model: {model}
 training_config: {training}.yaml
@@ -94,9 +94,11 @@ class MiniProject:
         model: str = "random:tiny-gemma",
         training: str = "mini",
         max_steps: int = 4,
+        backend: str = "torch",
     ) -> None:
         text = SPEC.format(
             milestone_id=milestone_id,
+            backend=backend,
             accelerator=accelerator,
             model=model,
             training=training,
