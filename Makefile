@@ -16,12 +16,11 @@ $(STAMP): pyproject.toml
 smoke: $(STAMP)
 	$(BIN)/pytest acceptance --milestone smoke
 
-## test: the unit tier, the CPU milestones of both backends, the M42 lock, and a rehearsal of every
-## real milestone on this CPU
+## test: the unit tier, the CPU milestones of both backends side by side, the M42 lock, and a
+## rehearsal of every real milestone on this CPU
 test: $(STAMP) browser
 	$(BIN)/pytest tests -n auto -q
-	$(BIN)/pytest acceptance --milestone smoke
-	$(BIN)/pytest acceptance --milestone smoke-jax
+	$(BIN)/pytest acceptance -n 2 --milestone smoke --milestone smoke-jax
 	$(BIN)/pytest acceptance --milestone m42
 	$(BIN)/pytest acceptance --rehearse --milestone m44 --milestone m43 --milestone m38
 

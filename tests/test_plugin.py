@@ -126,8 +126,9 @@ def test_without_a_milestone_the_phases_skip_and_say_why(mini: MiniProject) -> N
     assert not (mini.path / "submission_runs").exists()
 
 
-def test_collect_only_shows_the_plan_and_writes_nothing(mini: MiniProject) -> None:
-    result = mini.run_in_process("--milestone", "mini-gpu", "--collect-only", "-q")
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["one process", "xdist"])
+def test_collect_only_shows_the_plan_and_writes_nothing(mini: MiniProject, workers: list[str]) -> None:
+    result = mini.run_in_process("--milestone", "mini-gpu", "--collect-only", "-q", *workers)
     result.stdout.fnmatch_lines(
         [
             "milestone mini-gpu: needs test hardware",
