@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[torch,jax,dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[torch,jax,mlflow,dev]'
 	touch $(STAMP)
 
 ## smoke: the main job, the CPU smoke milestone end to end (bundle in submission_runs/smoke_vN/)
