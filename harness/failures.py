@@ -14,6 +14,7 @@ class Cause(StrEnum):
 
     COMPLETED = "completed"
     OUT_OF_MEMORY = "out of memory"
+    INSUFFICIENT_MEMORY = "insufficient memory"
     NONFINITE_LOSS = "non-finite loss"
     DIVERGENCE = "divergence"
     DEVICE_ERROR = "device or driver error"
@@ -32,6 +33,10 @@ class Cause(StrEnum):
 
 class MissingCredential(Exception):
     """A credential the run needs (e.g. HF_TOKEN for a gated model) is not set."""
+
+
+class InsufficientMemory(Exception):
+    """Pre-flight's estimate of the run's peak memory exceeds what the device has free."""
 
 
 class PhaseBlocked(pytest.skip.Exception):
@@ -62,6 +67,8 @@ WHAT_TO_LOOK_AT = {
     Cause.COMPLETED: "nothing: the phase passed",
     Cause.OUT_OF_MEMORY: "training_log.txt for the last step reached; batch size, sequence length and "
     "precision in run_manifest.json against the device memory in gpu_snapshot.txt",
+    Cause.INSUFFICIENT_MEMORY: "the estimate in the reason (weights, gradients, optimizer, "
+    "activations) against the device's free memory; docs/memory.md names the settings that lower it",
     Cause.NONFINITE_LOSS: "training_log.txt and training_metrics.json: learning rate and grad norm "
     "in the steps before the last good one",
     Cause.DIVERGENCE: "the loss curve in training_metrics.json: learning rate, warm-up and grad clip",
@@ -96,6 +103,8 @@ def classify(error: BaseException) -> Cause:
         return Cause.CRITERIA_NOT_MET
     if isinstance(error, MissingCredential):
         return Cause.MISSING_CREDENTIAL
+    if isinstance(error, InsufficientMemory):
+        return Cause.INSUFFICIENT_MEMORY
     if isinstance(error, AssertionError):
         return Cause.CHECK_FAILED
     if isinstance(error, ImportError):

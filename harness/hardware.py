@@ -7,6 +7,7 @@ import os
 import platform
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from harness.specs import HardwareRequirement
 
@@ -55,6 +56,55 @@ def _probe_jax(kind: str) -> Probe:
         return Probe(looked_for, found, 0)
     kinds = sorted({device.device_kind for device in devices})
     return Probe(looked_for, f"{len(devices)} x {', '.join(kinds)}", len(devices))
+
+
+@dataclass(frozen=True)
+class DeviceMemory:
+    """The memory of the device a run trains on; of several devices, the one with least free."""
+
+    device: str
+    total: int
+    """Bytes the device has."""
+    available: int
+    """Bytes free for the run now."""
+    looked_with: str
+
+    def describe(self) -> str:
+        free, total = self.available / 2**30, self.total / 2**30
+        return f"{self.device} has {free:.1f} GiB free of {total:.1f} GiB ({self.looked_with})"
+
+
+def probe_memory(accelerator: str, devices: int) -> DeviceMemory | None:
+    """The memory of the first ``devices`` CUDA devices, or of the RAM; None where unknown."""
+    if accelerator == "cpu":
+        return _probe_ram()
+    if accelerator != "cuda" or importlib.util.find_spec("torch") is None:
+        return None
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    found = []
+    for index in range(min(devices, torch.cuda.device_count())):
+        free, _ = torch.cuda.mem_get_info(index)
+        total = torch.cuda.get_device_properties(index).total_memory
+        name = f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+        found.append(DeviceMemory(name, total, free, "torch.cuda.mem_get_info"))
+    return min(found, key=lambda memory: memory.available, default=None)
+
+
+def _probe_ram() -> DeviceMemory | None:
+    """RAM: MemAvailable from /proc/meminfo on Linux; elsewhere only the total is known."""
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+    meminfo = Path("/proc/meminfo")
+    if not meminfo.is_file():
+        return DeviceMemory("cpu RAM", total, total, "os.sysconf: the total, free RAM unknown")
+    fields = dict(line.split(":", 1) for line in meminfo.read_text().splitlines() if ":" in line)
+    available = int(fields["MemAvailable"].split()[0]) * 1024
+    return DeviceMemory("cpu RAM", total, available, "MemAvailable in /proc/meminfo")
 
 
 def probe_cpu() -> Probe:

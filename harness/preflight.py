@@ -7,11 +7,12 @@ import os
 
 from harness import bundle
 from harness.data import load_evalset, load_traces
-from harness.hardware import missing_devices, wrong_platform
-from harness.failures import Cause, MissingCredential, PhaseBlocked
+from harness.failures import Cause, InsufficientMemory, MissingCredential, PhaseBlocked
+from harness.hardware import missing_devices, probe_memory, wrong_platform
+from harness.memory import ModelShape, NoEstimate, estimate, model_config, refusal
 from harness.run import MilestoneRun
-from harness.specs import FreezeMilestone
 from harness.snapshot import env_snapshot, gpu_snapshot, render_env_snapshot
+from harness.specs import FreezeMilestone, Milestone
 
 HF_TOKEN_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 BACKEND_MODULES = {
@@ -46,9 +47,30 @@ def credential_problem(model_source: str) -> str | None:
     )
 
 
+def check_memory(milestone: Milestone) -> str:
+    """What the memory guard found: the estimated peak against the device's free memory, or why it
+    could not tell (the run then goes on). Raises ``InsufficientMemory`` when the run cannot fit."""
+    spec, training = milestone.spec, milestone.training
+    accelerator, processes = spec.hardware.accelerator, training.parallel.processes
+    if spec.backend != "torch":
+        return "not checked: the estimate models the torch trainer"
+    try:
+        needed = estimate(ModelShape.from_config(model_config(spec.model)), training)
+    except NoEstimate as why:
+        return f"not checked: {why}"
+    memory = probe_memory(accelerator, processes)
+    if memory is None:
+        return f"not checked: no probe of free {accelerator} memory here"
+    sharing = processes if accelerator == "cpu" else 1  # CPU processes share one RAM
+    if reason := refusal(needed, memory, sharing):
+        raise InsufficientMemory(f"{reason}\n\n{needed.table()}")
+    return f"estimate {needed.summary()}; {memory.describe()}"
+
+
 def preflight(run: MilestoneRun) -> None:
-    """Snapshot, then block: absent hardware is a skip; a missing dependency or credential, or bad
-    data, is a failure. Either way the run ends here, before any training."""
+    """Snapshot, then block: absent hardware is a skip; a missing dependency or credential, bad
+    data, or too little memory for the estimated peak is a failure. Either way the run ends here,
+    before any training."""
     snapshot(run)
     if isinstance(run.milestone, FreezeMilestone):
         return  # a freeze trains nothing: it needs no device, framework or data
@@ -71,3 +93,4 @@ def preflight(run: MilestoneRun) -> None:
         raise MissingCredential(problem)
     load_traces(run.milestone.dataset_path)
     load_evalset(run.milestone.evalset_path)
+    run.progress(f"[{run.run_id}] preflight: memory {check_memory(run.milestone)}")

@@ -58,6 +58,8 @@ def test_a_gated_model_without_token_or_cache_is_a_missing_credential(
 
 def test_a_token_lets_a_gated_model_through(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_TOKEN", "hf_not_a_real_token")
+    # An empty cache: a cached config.json would let the memory guard judge Gemma 2B on this RAM.
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hf-cache"))
     preflight(run_with(tmp_path, model="hf:google/gemma-2b"))
 
 
