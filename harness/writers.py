@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from harness import bundle
+from trainers.flops import PALM_FORMULA, mfu, peak_flops
 
 if TYPE_CHECKING:
     from harness.evaluation import EvalResult
@@ -59,8 +60,30 @@ def training_metrics(run: MilestoneRun, request: TrainRequest) -> dict[str, Any]
             tokens_per_s=_mean_rate(steps, "tokens"),
             runtime_s=result.runtime_s if result else sum(s.seconds for s in steps),
         )
+    counted = [s for s in steps if s.positions]
+    if counted:  # the share of computed token positions that were padding
+        metrics["padding_fraction"] = 1 - sum(s.tokens for s in counted) / sum(
+            s.positions or 0 for s in counted
+        )
     if result:
         metrics["model_parameters"] = result.model_parameters
+    if result and result.flops:
+        basis = result.flops
+        metrics["flops_basis"] = {
+            "formula": PALM_FORMULA,
+            "parameters": basis.parameters,
+            "seq_len": basis.seq_len,
+            "flops_per_token": basis.per_token,
+            "device_name": basis.device_name,
+            "devices": basis.devices,
+        }
+        peak = peak_flops(basis.device_name)
+        if peak is None:  # evidence holds no nulls: the reason stands in for the number
+            metrics["mfu_omitted"] = f"no dense bf16 peak is known for {basis.device_name!r}"
+        else:
+            metrics["flops_basis"]["peak_bf16_flops_per_device"] = peak
+            per_device = metrics.get("tokens_per_s", 0.0) / basis.devices
+            metrics["mfu"] = mfu(per_device, basis.per_token, basis.device_name)
     return metrics
 
 

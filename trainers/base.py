@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Protocol
 
 from trainers.config import TrainingConfig
+from trainers.flops import FlopsBasis
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,8 @@ class StepRecord:
     samples: int
     tokens: int
     seconds: float
+    positions: int | None = None
+    """Token positions the model computed, padding included; None where a backend does not count."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,8 @@ class TrainResult:
     steps: tuple[StepRecord, ...]
     runtime_s: float
     checkpoint_dir: Path
+    flops: FlopsBasis | None = None
+    """What MFU is computed from; None where a backend does not count FLOPs."""
 
 
 StepHook = Callable[[StepRecord], None]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
 
 
 class _Strict(BaseModel):
@@ -67,6 +67,18 @@ class ParallelConfig(_Strict):
     strategy: Literal["single", "ddp", "fsdp"] = "single"
     processes: PositiveInt = 1
 
+    @model_validator(mode="after")
+    def _processes_match_strategy(self) -> ParallelConfig:
+        if self.strategy == "single" and self.processes != 1:
+            raise ValueError(
+                f"strategy single runs 1 process, not {self.processes}; use ddp or fsdp"
+            )
+        if self.strategy != "single" and self.processes < 2:
+            raise ValueError(
+                f"strategy {self.strategy} needs at least 2 processes, got {self.processes}"
+            )
+        return self
+
 
 class TrainingConfig(_Strict):
     """Everything about how a model is trained, apart from what and for how long."""
@@ -98,3 +110,14 @@ class TrainingConfig(_Strict):
     """torch backend: ``torch.compile`` the model before training."""
     parallel: ParallelConfig = ParallelConfig()
     """torch backend: one device, or DDP/FSDP over several processes."""
+
+    @model_validator(mode="after")
+    def _batch_splits_evenly(self) -> TrainingConfig:
+        shards = self.grad_accum_steps * self.parallel.processes
+        if self.batch_size % shards:
+            raise ValueError(
+                f"batch_size {self.batch_size} does not split into grad_accum_steps x "
+                f"parallel.processes = {self.grad_accum_steps} x {self.parallel.processes} "
+                "equal micro-batches"
+            )
+        return self

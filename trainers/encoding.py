@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import heapq
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from trainers.base import Example
@@ -37,3 +38,61 @@ def batches(n_rows: int, batch_size: int, seed: int) -> Iterator[list[int]]:
         shuffler.shuffle(order)
         for start in range(0, n_rows, batch_size):
             yield order[start : start + batch_size]
+
+
+# Length grouping sorts windows of this many batches, so batches differ in length but stay shuffled.
+LENGTH_GROUP_BATCHES = 8
+
+
+def length_grouped_batches(
+    lengths: Sequence[int], batch_size: int, seed: int
+) -> Iterator[list[int]]:
+    """Like ``batches``, but each batch holds rows of similar length, so little of it is padding.
+
+    Every epoch's shuffled order is cut into windows of ``LENGTH_GROUP_BATCHES`` batches; each
+    window is sorted longest first (an out-of-memory shows on its first batch) and cut into batches.
+    An epoch has as many batches as with ``batches``.
+    """
+    shuffler = random.Random(seed)
+    order = list(range(len(lengths)))
+    window = batch_size * LENGTH_GROUP_BATCHES
+    while True:
+        shuffler.shuffle(order)
+        for start in range(0, len(order), window):
+            group = sorted(order[start : start + window], key=lambda i: -lengths[i])
+            for first in range(0, len(group), batch_size):
+                yield group[first : first + batch_size]
+
+
+def pack(lengths: Sequence[int], capacity: int) -> list[list[int]]:
+    """Positions of ``lengths`` grouped into sequences of at most ``capacity`` tokens, least padded.
+
+    A batch of sequences is padded to its longest, so this tries each number of sequences, fills
+    them longest row first into the emptiest, and keeps the grouping with the fewest positions
+    (sequences x longest); on a tie, the fewer sequences.
+    """
+    if not lengths:
+        return []
+    if max(lengths) > capacity:
+        raise ValueError(f"a row of {max(lengths)} tokens does not fit a sequence of {capacity}")
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    best = [[i] for i in order]
+    fewest = len(lengths) * max(lengths)
+    count = -(-sum(lengths) // capacity)
+    while count * max(lengths) < fewest:  # no grouping into more sequences can do better
+        groups = _fill_emptiest(order, lengths, count)
+        width = max(sum(lengths[i] for i in group) for group in groups)
+        if width <= capacity and count * width < fewest:
+            best, fewest = groups, count * width
+        count += 1
+    return best
+
+
+def _fill_emptiest(order: Sequence[int], lengths: Sequence[int], count: int) -> list[list[int]]:
+    groups: list[list[int]] = [[] for _ in range(count)]
+    filled = [(0, group) for group in range(count)]
+    for i in order:
+        tokens, group = heapq.heappop(filled)
+        groups[group].append(i)
+        heapq.heappush(filled, (tokens + lengths[i], group))
+    return groups

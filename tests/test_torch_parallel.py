@@ -1,0 +1,171 @@
+"""DDP and FSDP through torchrun on CPU (gloo, two processes) reproduce the single-process run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from harness.data import load_traces
+from harness.prompting import format_completion, format_prompt
+from harness.specs import load_yaml_model
+from trainers.base import Example, StepRecord, TrainRequest, TrainResult
+from trainers.config import ParallelConfig, TrainingConfig
+from trainers.guards import Divergence
+
+ROOT = Path(__file__).resolve().parents[1]
+STEPS = 6
+# Two processes sum the same gradients in another order: measured 1e-6 on the losses and 1e-8 on
+# the weights after 6 steps, which moved the weights by about 1e-3.
+LOSS_ATOL, WEIGHT_ATOL = 1e-5, 1e-6
+
+
+@pytest.fixture(scope="module")
+def examples() -> tuple[Example, ...]:
+    traces = load_traces(ROOT / "datasets" / "dev-reasoning-v2")[:64]
+    return tuple(Example(format_prompt(t.prompt), format_completion(t)) for t in traces)
+
+
+def config_with(**changes: Any) -> TrainingConfig:
+    config = load_yaml_model(ROOT / "configs" / "training" / "smoke_tiny.yaml", TrainingConfig)
+    return TrainingConfig(**{**config.model_dump(), **changes})
+
+
+def train(
+    examples: tuple[Example, ...],
+    config: TrainingConfig,
+    out: Path,
+    source: str = "random:tiny-gemma",
+) -> tuple[TrainResult, list[StepRecord]]:
+    from trainers.torch_trainer import TorchTrainer
+
+    seen: list[StepRecord] = []
+    request = TrainRequest(source, config, examples, STEPS, None, "cpu", out)
+    return TorchTrainer().train(request, seen.append), seen
+
+
+def weights(checkpoint: Path) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    return load_file(checkpoint / "model.safetensors")
+
+
+def test_processes_must_match_the_strategy() -> None:
+    with pytest.raises(ValidationError, match="strategy single runs 1 process, not 2"):
+        ParallelConfig(strategy="single", processes=2)
+    with pytest.raises(ValidationError, match="strategy ddp needs at least 2 processes, got 1"):
+        ParallelConfig(strategy="ddp", processes=1)
+    assert ParallelConfig(strategy="fsdp", processes=4).processes == 4
+
+
+def test_the_batch_must_split_evenly_over_micro_batches_and_processes() -> None:
+    with pytest.raises(ValidationError, match=r"batch_size 16 does not split into .* = 3 x 2"):
+        config_with(grad_accum_steps=3, parallel={"strategy": "ddp", "processes": 2})
+    split = config_with(grad_accum_steps=4, parallel={"strategy": "ddp", "processes": 2})
+    assert split.batch_size == 16
+
+
+@pytest.fixture(scope="module")
+def one_process(
+    examples: tuple[Example, ...], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[TrainResult, list[StepRecord]]:
+    pytest.importorskip("torch")
+    return train(examples, config_with(), tmp_path_factory.mktemp("single"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"parallel": {"strategy": "ddp", "processes": 2}, "grad_accum_steps": 2},
+        {"parallel": {"strategy": "fsdp", "processes": 2}},
+    ],
+    ids=["ddp-2x2-micro-batches", "fsdp"],
+)
+def test_two_processes_reproduce_the_single_process_run(
+    examples: tuple[Example, ...],
+    one_process: tuple[TrainResult, list[StepRecord]],
+    changes: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    torch = pytest.importorskip("torch")
+    from trainers.models import build_model_and_tokenizer
+
+    result, seen = train(examples, config_with(**changes), tmp_path)
+    single, single_seen = one_process
+    assert [r.step for r in seen] == list(range(1, STEPS + 1))  # forwarded in order, each once
+    assert list(result.steps) == seen
+    torch.testing.assert_close(
+        [r.loss for r in seen], [r.loss for r in single_seen], rtol=0, atol=LOSS_ATOL
+    )
+    assert [(r.samples, r.tokens) for r in seen] == [(r.samples, r.tokens) for r in single_seen]
+    assert result.flops is not None and result.flops.devices == 2
+
+    trained, expected = weights(result.checkpoint_dir), weights(single.checkpoint_dir)
+    assert trained.keys() == expected.keys()
+    for name, tensor in expected.items():
+        torch.testing.assert_close(trained[name], tensor, rtol=0, atol=WEIGHT_ATOL, msg=name)
+    initial = build_model_and_tokenizer("random:tiny-gemma", config_with().seed)[0].state_dict()
+    moved = max((tensor - initial[name]).abs().max().item() for name, tensor in expected.items())
+    assert moved > 100 * WEIGHT_ATOL  # the weights compared did move: training happened
+
+    from trainers.torch_trainer import TorchTrainer
+
+    prompt = examples[0].prompt
+    completion = TorchTrainer().generate(
+        result.checkpoint_dir, [prompt], max_new_tokens=8, batch_size=1, device="cpu"
+    )
+    assert len(completion) == 1 and isinstance(completion[0], str)
+
+
+@pytest.mark.slow
+def test_a_failing_worker_names_its_rank_exit_code_and_last_log_lines(
+    examples: tuple[Example, ...], tmp_path: Path
+) -> None:
+    pytest.importorskip("torch")
+    from trainers.torch_parallel import WorkerFailed
+
+    config = config_with(parallel={"strategy": "ddp", "processes": 2})
+    with pytest.raises(WorkerFailed) as failure:
+        train(examples, config, tmp_path / "out", source=f"local:{tmp_path / 'missing'}")
+    message = str(failure.value)
+    assert message.startswith("torchrun exited with code 1")
+    assert "rank 0 exited with code 1: FileNotFoundError: model folder" in message
+    assert "last lines of rank 0's stderr.log:" in message
+
+
+@pytest.mark.slow
+def test_divergence_in_the_workers_stops_the_run_with_the_weights_before_it(
+    examples: tuple[Example, ...], tmp_path: Path
+) -> None:
+    torch = pytest.importorskip("torch")
+    from trainers.torch_trainer import TorchTrainer
+
+    optimizer = {"name": "adamw", "lr": 3.0, "weight_decay": 0.0, "betas": [0.9, 0.98], "eps": 1e-8}
+    wild = {
+        "optimizer": optimizer,
+        "schedule": {"warmup_steps": 0, "decay": "constant", "min_lr_ratio": 1.0},
+        "divergence": {"factor": 1.5, "patience": 1},
+    }
+    config = config_with(parallel={"strategy": "ddp", "processes": 2}, **wild)
+    seen: list[StepRecord] = []
+    request = TrainRequest(
+        "random:tiny-gemma", config, examples, STEPS, None, "cpu", tmp_path / "ddp"
+    )
+    with pytest.raises(Divergence) as stopped:
+        TorchTrainer().train(request, seen.append)
+    assert stopped.value.step == 2
+    assert stopped.value.loss > 1.5 * seen[0].loss
+    assert [r.step for r in seen] == [1]
+
+    one_step = TrainRequest(
+        "random:tiny-gemma", config_with(**wild), examples, 1, None, "cpu", tmp_path / "one"
+    )
+    TorchTrainer().train(one_step, lambda _: None)
+    # At lr 3 every weight moves by about 3 a step; near-zero gradients summed in another order
+    # move a few by up to 2e-3 (Adam divides by their size): 1e-2 still tells the steps apart.
+    kept, after_step_1 = weights(tmp_path / "ddp"), weights(tmp_path / "one")
+    for name, tensor in after_step_1.items():
+        torch.testing.assert_close(kept[name], tensor, rtol=0, atol=1e-2, msg=name)

@@ -1,0 +1,240 @@
+"""DDP and FSDP: ``torchrun`` workers train one request; the parent forwards rank 0's steps.
+
+The parent and its workers share a folder: the pickled request, rank 0's steps as JSON lines, and
+at the end either rank 0's result, a ``TrainingStopped`` it met, or a traceback from each rank
+that failed. ``python -m trainers.torch_parallel <folder>`` is the worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from contextlib import AbstractContextManager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, cast
+
+import torch
+import torch.distributed as dist
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.elastic.multiprocessing.errors import record
+from torch.distributed.fsdp import fully_shard
+from torch.distributed.tensor import DTensor
+from torch.nn.parallel import DistributedDataParallel
+
+from trainers import guards
+from trainers.base import StepHook, StepRecord, TrainRequest, TrainResult
+from trainers.torch_trainer import Replica, fit
+
+REQUEST, STEPS, RESULT, STOPPED = "request.pkl", "steps.jsonl", "result.pkl", "stopped.json"
+POLL_S = 0.2
+LOG_TAIL_LINES = 15
+
+
+class WorkerFailed(RuntimeError):
+    """A ``torchrun`` worker exited with an error; the message names its rank and last log lines."""
+
+
+def launch(request: TrainRequest, on_step: StepHook) -> TrainResult:
+    """Train ``request`` over ``parallel.processes`` workers; ``on_step`` gets rank 0's steps."""
+    folder = Path(tempfile.mkdtemp(prefix="torchrun-"))
+    (folder / REQUEST).write_bytes(pickle.dumps(request))
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone",
+        f"--nproc-per-node={request.config.parallel.processes}",
+        f"--log-dir={folder / 'logs'}", "--redirects=3",  # each rank's output to files of its own
+        "-m", "trainers.torch_parallel", str(folder),
+    ]  # fmt: skip
+    root = str(Path(__file__).resolve().parents[1])
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+    }
+    steps = StepFollower(folder / STEPS)
+    with (folder / "torchrun.log").open("w") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        try:
+            while process.poll() is None:
+                steps.forward(on_step)
+                time.sleep(POLL_S)
+            steps.forward(on_step)
+        finally:
+            if process.poll() is None:
+                process.terminate()
+                process.wait()
+    if process.returncode:
+        raise WorkerFailed(describe_failure(folder, process.returncode))
+    if (folder / STOPPED).exists():
+        stop = json.loads((folder / STOPPED).read_text())
+        shutil.rmtree(folder)
+        raise getattr(guards, stop["kind"])(stop["message"], stop["step"], stop["loss"])
+    result: TrainResult = pickle.loads((folder / RESULT).read_bytes())
+    shutil.rmtree(folder)
+    return result
+
+
+class StepFollower:
+    """Reads the complete lines rank 0 has appended to its steps file since the last call."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.offset = path, 0
+
+    def forward(self, on_step: StepHook) -> None:
+        if not self.path.exists():
+            return
+        with self.path.open("rb") as steps:
+            steps.seek(self.offset)
+            ready = steps.read().rpartition(b"\n")[0]
+        if ready:
+            self.offset += len(ready) + 1
+            for line in ready.decode().splitlines():
+                on_step(StepRecord(**json.loads(line)))
+
+
+def describe_failure(folder: Path, code: int) -> str:
+    """Which ranks failed with what, and the last lines of their logs; the folder keeps the rest."""
+    failed = sorted(folder.glob("failed-rank*.txt"))
+    lines = [f"torchrun exited with code {code}; its files are in {folder}"]
+    for report in failed:
+        rank = report.stem.removeprefix("failed-rank")
+        lines.append(
+            f"rank {rank} exited with code 1: {report.read_text().rstrip().splitlines()[-1]}"
+        )
+        for log in sorted(folder.glob(f"logs/*/attempt_*/{rank}/std*.log")):
+            if log.stat().st_size:
+                lines += [f"last lines of rank {rank}'s {log.name}:", *_tail(log)]
+    if not failed:
+        lines += ["no rank reported an exception (killed or crashed); torchrun's last lines:"]
+        lines += _tail(folder / "torchrun.log")
+    return "\n".join(lines)
+
+
+def _tail(path: Path) -> list[str]:
+    return ["    " + line for line in path.read_text().rstrip().splitlines()[-LOG_TAIL_LINES:]]
+
+
+def main(folder: Path) -> None:
+    """One ``torchrun`` worker: join the process group, train this rank's part, report, leave."""
+    request: TrainRequest = pickle.loads((folder / REQUEST).read_bytes())
+    dist.init_process_group("nccl" if request.device == "cuda" else "gloo")
+    rank = dist.get_rank()
+    try:
+        replica = FSDPReplica() if request.config.parallel.strategy == "fsdp" else DDPReplica()
+        report = StepWriter(folder / STEPS) if rank == 0 else _ignore
+        try:
+            result = fit(request, report, replica)
+        except guards.TrainingStopped as stop:
+            if rank == 0:
+                stopped = {
+                    "kind": type(stop).__name__,
+                    "message": str(stop),
+                    "step": stop.step,
+                    "loss": stop.loss,
+                }
+                (folder / STOPPED).write_text(json.dumps(stopped))
+            return
+        if rank == 0:
+            (folder / RESULT).write_bytes(pickle.dumps(result))
+    except Exception:
+        (folder / f"failed-rank{rank}.txt").write_text(traceback.format_exc())
+        raise
+    finally:
+        dist.destroy_process_group()
+
+
+def _ignore(record: StepRecord) -> None:
+    """Steps of ranks other than 0: the same numbers, reported once."""
+
+
+class StepWriter:
+    """Rank 0's step hook: one flushed JSON line per step for the parent to follow."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __call__(self, record: StepRecord) -> None:
+        with self.path.open("a") as steps:
+            steps.write(json.dumps(asdict(record)) + "\n")
+
+
+class DDPReplica(Replica):
+    """A worker under DDP: a whole model each, gradients all-reduced on the last micro-batch."""
+
+    def __init__(self) -> None:
+        self.rank, self.world = dist.get_rank(), dist.get_world_size()
+        self.local_rank = int(os.environ["LOCAL_RANK"])
+
+    def device(self, requested: str) -> torch.device:
+        if requested == "cuda":
+            torch.cuda.set_device(self.local_rank)
+            return torch.device("cuda", self.local_rank)
+        return torch.device(requested)
+
+    def wrap(self, model: Any) -> Any:
+        on_gpu = next(model.parameters()).is_cuda
+        return DistributedDataParallel(model, device_ids=[self.local_rank] if on_gpu else None)
+
+    def syncing(self, model: Any, sync: bool) -> AbstractContextManager[Any]:
+        return contextlib.nullcontext() if sync else model.no_sync()
+
+    def sum(self, value: torch.Tensor) -> torch.Tensor:
+        dist.all_reduce(value)
+        return value
+
+    def save(self, model: Any, wrapped: Any, tokenizer: Any, checkpoint_dir: Path) -> None:
+        if self.rank == 0:
+            super().save(model, wrapped, tokenizer, checkpoint_dir)
+        dist.barrier()
+
+
+class FSDPReplica(DDPReplica):
+    """A worker under FSDP (``fully_shard``): each decoder layer's weights, gradients and optimizer
+    state sharded over the processes; the checkpoint is gathered whole on rank 0."""
+
+    def wrap(self, model: Any) -> Any:
+        mesh = init_device_mesh(next(model.parameters()).device.type, (self.world,))
+        for module in model.modules():
+            if type(module).__name__ in model._no_split_modules:  # the decoder layers
+                fully_shard(module, mesh=mesh)
+        return fully_shard(model, mesh=mesh)
+
+    def syncing(self, model: Any, sync: bool) -> AbstractContextManager[Any]:
+        model.set_requires_gradient_sync(sync)
+        return contextlib.nullcontext()
+
+    def clip(self, model: Any, max_norm: float) -> float:
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+        return float(cast(DTensor, norm).full_tensor().item())  # sharded parameters, sharded norm
+
+    def save(self, model: Any, wrapped: Any, tokenizer: Any, checkpoint_dir: Path) -> None:
+        full = get_model_state_dict(
+            wrapped, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+        )
+        if self.rank == 0:
+            model.save_pretrained(checkpoint_dir, state_dict=_without_aliases(model, full))
+            tokenizer.save_pretrained(checkpoint_dir)
+        dist.barrier()
+
+
+def _without_aliases(model: Any, state: dict[str, Any]) -> dict[str, Any]:
+    """``state`` less the second name of each tied weight: gathered copies share no memory."""
+    seen: set[int] = set()
+    aliases = set()
+    for name, param in model.named_parameters(remove_duplicate=False):
+        if id(param) in seen:
+            aliases.add(name)
+        seen.add(id(param))
+    return {name: tensor for name, tensor in state.items() if name not in aliases}
+
+
+if __name__ == "__main__":
+    record(main)(Path(sys.argv[1]))
