@@ -24,7 +24,7 @@ def test_last_failed_reruns_the_failed_milestone_whole_in_a_new_folder(mini) -> 
     # predecessors); mini passed and is left alone.
     outcomes = rerun.parseoutcomes()
     assert (outcomes["passed"], outcomes["failed"]) == (len(PHASES) - 1, 1)
-    assert "mini-bad_v2: failed -> submission_runs/mini-bad_v2/" in rerun.outlines
+    assert "mini-bad_v2: evaluate failed -> submission_runs/mini-bad_v2/" in rerun.outlines
     assert mini.manifest("mini-bad_v2")["phases"]["train"]["status"] == "passed"  # trained again
     assert (mini.bundle("mini-bad_v1") / "run_manifest.json").read_bytes() == before
     assert not mini.bundle("mini_v2").exists()
