@@ -18,11 +18,12 @@ FP32, BF16 = 4, 2
 # RMSNorms in each decoder layer, by model_type: the Gemma families the estimate models.
 LAYER_NORMS = {"gemma": 2, "gemma2": 4, "gemma3_text": 4}
 QK_NORM_TYPES = ("gemma3_text",)
-# Bytes per token per vocabulary entry at the loss's peak, in either precision: the trainer holds
+# Bytes per token per vocabulary entry at the loss's peak, in any precision: the trainer holds
 # the last micro-batch's output until the next forward returns, so two sets of logits and fp32
-# log-softmax are alive (2 x (4 + 4); under bf16 2 x (2 + 4) plus the fp32 copy the loss makes).
+# log-softmax are alive (2 x (4 + 4); with bf16 logits, 2 x (2 + 4) plus the loss's fp32 copy).
 # The backward needs less: logits, log-softmax and its gradient in and out (act + 12).
 LOSS_BYTES_PER_ENTRY = 16
+PRECISION_NAMES = {"fp32": "fp32", "bf16": "bf16 autocast", "bf16-pure": "bf16-pure"}
 
 
 class NoEstimate(Exception):
@@ -85,16 +86,17 @@ class ModelShape:
         """The weights autocast casts to bf16: every projection and the output head."""
         return self.layers * self.layer_matmul_parameters + self.vocab * self.hidden
 
-    def layer_activation_bytes(self, act: int) -> int:
-        """Bytes per token a decoder layer keeps for backward; ``act`` bytes per matmul value."""
+    def layer_activation_bytes(self, precision: str) -> int:
+        """Bytes per token a decoder layer keeps for backward when training in ``precision``."""
         h, q, kv = self.hidden, self.heads * self.head_dim, self.kv_heads * self.head_dim
+        act = FP32 if precision == "fp32" else BF16
         # Each RMSNorm computes in fp32 and keeps its input and the normalised value.
         norms = LAYER_NORMS[self.model_type] * 2 * h * FP32
         if self.model_type in QK_NORM_TYPES:
             norms += 2 * (q + kv) * FP32
-        # The projections' inputs: the two pre-norm outputs in fp32, or under autocast one bf16
-        # copy per projection that reads them (q, k, v; gate, up).
-        inputs = 2 * h * FP32 if act == FP32 else 5 * h * BF16
+        # The projections' inputs: the two pre-norm outputs in the weights' dtype, or under
+        # autocast one bf16 copy per projection that reads them (q, k, v; gate, up).
+        inputs = 5 * h * BF16 if precision == "bf16" else 2 * h * act
         # SDPA keeps queries, keys and values (repeated to every head once padding masks the
         # batch) and its output; o_proj keeps a contiguous copy of that output.
         attention = 5 * q * act
@@ -114,16 +116,18 @@ class MemoryEstimate:
     """Bytes one training process holds at its peak, by what holds them (docs/memory.md)."""
 
     weights: int
-    """fp32 master weights (sharded under FSDP, plus the layers it gathers), and under bf16 autocast
-    the bf16 copy of every matmul weight that the backward keeps."""
+    """The weights (sharded under FSDP, plus the layers it gathers): fp32, or bf16 under bf16-pure;
+    under bf16 autocast also the bf16 copy of every matmul weight that the backward keeps."""
     gradients: int
-    """One fp32 gradient per weight (sharded under FSDP; twice under DDP, whose buckets copy it)."""
+    """One gradient per weight, in the weights' dtype (sharded under FSDP; twice under DDP, whose
+    buckets copy it)."""
     optimizer: int
-    """AdamW's two fp32 moments per weight (sharded under FSDP)."""
+    """AdamW's two moments per weight, in the weights' dtype (sharded under FSDP)."""
     activations: int
     """What one micro-batch's forward keeps for backward, the loss over the vocabulary included."""
     workspace: int
-    """The optimizer step's temporaries: one fp32 value per weight in torch's foreach AdamW."""
+    """The optimizer step's temporaries: one value per weight, in the weights' dtype, in torch's
+    foreach AdamW."""
     micro_batch: int
     seq_len: int
     precision: str
@@ -178,27 +182,30 @@ def estimate(shape: ModelShape, config: TrainingConfig) -> MemoryEstimate:
     processes = parallel.processes if parallel.strategy != "single" else 1
     shards = parallel.processes if parallel.strategy == "fsdp" else 1
     micro_batch = -(-config.batch_size // (config.grad_accum_steps * processes))
-    bf16 = config.precision == "bf16"
-    act = BF16 if bf16 else FP32
+    precision = config.precision
+    act = FP32 if precision == "fp32" else BF16
+    # A weight, its gradient, each AdamW moment and the residual stream share one dtype.
+    word = BF16 if precision == "bf16-pure" else FP32
     local = -(-shape.parameters // shards)
-    weights = local * FP32 + (shape.matmul_parameters * BF16 if bf16 else 0)
+    weights = local * word + (shape.matmul_parameters * BF16 if precision == "bf16" else 0)
     if shards > 1:
         # FSDP gathers the embedding and two decoder layers (the one computing, the one prefetched).
-        weights += (shape.vocab * shape.hidden + 2 * shape.layer_parameters) * FP32
-    per_token_layers = shape.layers * shape.layer_activation_bytes(act)
+        weights += (shape.vocab * shape.hidden + 2 * shape.layer_parameters) * word
+    layer = shape.layer_activation_bytes(precision)
+    per_token_layers = shape.layers * layer
     if config.gradient_checkpointing:
         # Only each layer's input is kept; one layer at a time is recomputed in the backward.
-        per_token_layers = shape.layers * shape.hidden * FP32 + shape.layer_activation_bytes(act)
+        per_token_layers = shape.layers * shape.hidden * word + layer
     tokens = micro_batch * config.max_seq_len
     return MemoryEstimate(
         weights=weights,
-        gradients=local * FP32 * (2 if parallel.strategy == "ddp" else 1),
-        optimizer=2 * local * FP32,
+        gradients=local * word * (2 if parallel.strategy == "ddp" else 1),
+        optimizer=2 * local * word,
         activations=tokens * (per_token_layers + shape.head_activation_bytes(act)),
-        workspace=local * FP32,
+        workspace=local * word,
         micro_batch=micro_batch,
         seq_len=config.max_seq_len,
-        precision="bf16 autocast" if bf16 else "fp32",
+        precision=PRECISION_NAMES[precision],
     )
 
 

@@ -26,7 +26,7 @@ from trainers.encoding import (  # noqa: E402
 )
 from trainers.models import build_model_and_tokenizer  # noqa: E402
 from trainers.torch_batching import BatchPlan, collate, collate_packed  # noqa: E402
-from trainers.torch_trainer import TorchTrainer  # noqa: E402
+from trainers.torch_trainer import TorchTrainer, to_bf16_weights  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 # Settings that only change how a step is computed agree with the plain run to float rounding
@@ -217,6 +217,54 @@ def test_efficiency_settings_keep_the_loss_curve(
     ]
     if changes.get("batching") == "packed":
         assert sum(r.positions or 0 for r in records) < sum(r.positions or 0 for r in plain_records)
+
+
+def test_bf16_pure_keeps_the_rotary_frequencies_in_float32() -> None:
+    model, _ = build_model_and_tokenizer("random:tiny-gemma", seed=0)
+    to_bf16_weights(model)
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    assert {b.dtype for b in model.buffers()} == {torch.float32}
+
+
+@pytest.mark.slow
+def test_bf16_pure_trains_in_bf16_and_saves_the_weights_it_trained(
+    examples: tuple[Example, ...], config: TrainingConfig, tmp_path: Path
+) -> None:
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+    from transformers import AutoModelForCausalLM
+
+    # The same 4 rows every step at a constant learning rate: the loss has to fall.
+    pure = changed(
+        config,
+        precision="bf16-pure",
+        batch_size=4,
+        schedule={"warmup_steps": 0, "decay": "constant", "min_lr_ratio": 1.0},
+    )
+    dtypes: list[set[Any]] = []
+    trained: list[Any] = []
+
+    def after_step(optimizer: Any, args: Any, kwargs: Any) -> None:
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        moments = [v for p in params for k, v in optimizer.state[p].items() if k != "step"]
+        dtypes.append({t.dtype for t in [*params, *(p.grad for p in params), *moments]})
+        trained[:] = [p.detach().clone() for p in params]
+
+    hook = register_optimizer_step_post_hook(after_step)
+    try:
+        trainer = TorchTrainer()
+        result = trainer.train(request_for(examples[:4], pure, tmp_path, steps=4), lambda _: None)
+    finally:
+        hook.remove()
+    losses = [record.loss for record in result.steps]
+    assert all(math.isfinite(loss) for loss in losses)
+    assert losses[-1] < 0.9 * losses[0]  # measured: 4.95 -> 3.49
+    assert dtypes == [{torch.bfloat16}] * 4  # weights, gradients and both AdamW moments
+    loaded = AutoModelForCausalLM.from_pretrained(result.checkpoint_dir, dtype="auto")
+    assert all(torch.equal(a, b) for a, b in zip(trained, loaded.parameters(), strict=True))
+    [completion] = trainer.generate(
+        result.checkpoint_dir, [examples[0].prompt], max_new_tokens=8, batch_size=1, device="cpu"
+    )
+    assert isinstance(completion, str)
 
 
 @pytest.mark.slow

@@ -86,7 +86,10 @@ class TrainingConfig(_Strict):
     seed: int
     batch_size: PositiveInt
     max_seq_len: PositiveInt
-    precision: Literal["fp32", "bf16"]
+    precision: Literal["fp32", "bf16", "bf16-pure"]
+    """``fp32``; ``bf16``: autocast over float32 weights, gradients and AdamW state; ``bf16-pure``
+    (torch backend): all three in bfloat16, half their memory, though bf16 rounds away the AdamW
+    updates smaller than a weight's last bit (docs/training.md)."""
     grad_clip: PositiveFloat
     log_every: PositiveInt
     optimizer: OptimizerConfig

@@ -81,6 +81,14 @@ def optimizer(config: TrainingConfig, schedule: optax.Schedule) -> optax.Gradien
     )
 
 
+def check_precision(config: TrainingConfig) -> None:
+    if config.precision not in MATMUL_PRECISION:
+        raise ValueError(
+            f"precision {config.precision} is torch-only: the jax backend keeps float32 weights "
+            "and optimizer state (use fp32 or bf16)"
+        )
+
+
 def check_batch(config: TrainingConfig, mesh: jax.sharding.Mesh) -> None:
     if config.batch_size % mesh.size:
         raise ValueError(
@@ -103,6 +111,7 @@ class JaxTrainer:
         step that stopped it (torch keeps those from before it).
         """
         config = request.config
+        check_precision(config)
         arch = jax_model.architecture(request.model_source)
         tokenizer = build_char_tokenizer()
         mesh = jax_model.build_mesh(config.mesh, request.device)

@@ -34,6 +34,14 @@ def _scheduler(optimizer: torch.optim.Optimizer, request: TrainRequest, total: i
     )
 
 
+def to_bf16_weights(model: torch.nn.Module) -> None:
+    """``bf16-pure``: weights, and so gradients and AdamW state, in bfloat16. Buffers stay float32,
+    as when transformers loads a model in bf16: rotary frequencies rounded to bf16 would turn every
+    position by a different angle than the one the model was trained with."""
+    for param in model.parameters():
+        param.data = param.data.to(torch.bfloat16)
+
+
 class Replica:
     """One process's part in a run: here the only process, on one device. DDP and FSDP extend it."""
 
@@ -83,6 +91,8 @@ def fit(request: TrainRequest, on_step: StepHook, replica: Replica) -> TrainResu
     config = request.config
     torch.use_deterministic_algorithms(True, warn_only=True)
     model, tokenizer = build_model_and_tokenizer(request.model_source, config.seed)
+    if config.precision == "bf16-pure":
+        to_bf16_weights(model)
     device = replica.device(request.device)
     model.to(device).train()
     if config.gradient_checkpointing:
