@@ -31,17 +31,26 @@ def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
 
 def redact(text: str, environ: Mapping[str, str] | None = None) -> str:
     """``text`` with every secret value replaced by ``[REDACTED]``."""
-    for value in secret_values(environ):
-        text = text.replace(value, REDACTED)
-    return text
+    return _hide(text, secret_values(environ))
 
 
 def redact_data(data: Any, environ: Mapping[str, str] | None = None) -> Any:
     """``data`` (JSON-like) with secrets redacted from every string, before it is serialised."""
+    secrets = secret_values(environ)
+    return _hide_in(data, secrets) if secrets else data
+
+
+def _hide(text: str, secrets: list[str]) -> str:
+    for value in secrets:
+        text = text.replace(value, REDACTED)
+    return text
+
+
+def _hide_in(data: Any, secrets: list[str]) -> Any:
     if isinstance(data, str):
-        return redact(data, environ)
+        return _hide(data, secrets)
     if isinstance(data, dict):
-        return {redact_data(k, environ): redact_data(v, environ) for k, v in data.items()}
+        return {_hide_in(k, secrets): _hide_in(v, secrets) for k, v in data.items()}
     if isinstance(data, list | tuple):
-        return [redact_data(item, environ) for item in data]
+        return [_hide_in(item, secrets) for item in data]
     return data
