@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from harness.documents import write_documents
 from harness.run import MilestoneRun
 from harness.verify import verify_bundle
-from harness.documents import write_documents
 
 
 def consolidate(run: MilestoneRun) -> list[str]:

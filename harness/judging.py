@@ -5,13 +5,13 @@ from __future__ import annotations
 import dataclasses
 
 from harness.criteria import Judgement, Verdict, judge_phase
+from harness.documents import write_documents
 from harness.failures import CriterionFailed
 from harness.goldens import golden_problem, write_golden
 from harness.measurements import measure
 from harness.rehearsal import NOT_JUDGED as REHEARSAL_NOT_JUDGED
 from harness.run import MilestoneRun
 from harness.specs import FreezeMilestone
-from harness.documents import write_documents
 
 
 def hardware_match(run: MilestoneRun) -> tuple[bool, str]:

@@ -7,7 +7,14 @@ import zipfile
 from pathlib import Path
 
 from harness.failures import Cause, PhaseBlocked
-from harness.freeze import SUBMISSION_ZIP, ZIP_MANIFEST, ZipInput, build_zip, validate_zip, zip_manifest
+from harness.freeze import (
+    SUBMISSION_ZIP,
+    ZIP_MANIFEST,
+    ZipInput,
+    build_zip,
+    validate_zip,
+    zip_manifest,
+)
 from harness.lock import frozen_zip
 from harness.run import MilestoneRun
 from harness.specs import FreezeSpec

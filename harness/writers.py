@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from harness import bundle
 from trainers.flops import PALM_FORMULA, mfu, peak_flops
 
 if TYPE_CHECKING:

@@ -7,8 +7,8 @@ modules a run imported, and torch cannot be imported twice into one process.
 from __future__ import annotations
 
 import json
-from xml.etree import ElementTree
 from typing import TYPE_CHECKING
+from xml.etree import ElementTree
 
 import pytest
 

@@ -8,13 +8,13 @@ import pytest
 
 from harness import bundle
 from harness.data import file_sha256
-from harness.verify import placeholder_paths
+from harness.documents import write_documents
 from harness.failures import Cause
 from harness.outcomes import PhaseOutcome, Status
 from harness.phases import EVALUATE, EVIDENCE, GUARDRAILS_BEFORE, PHASES, PREFLIGHT, SUMMARY, TRAIN
 from harness.run import MilestoneRun
 from harness.specs import Milestone, MilestoneRegistry
-from harness.documents import write_documents
+from harness.verify import placeholder_paths
 from trainers.base import StepRecord
 
 ROOT = Path(__file__).resolve().parent.parent
