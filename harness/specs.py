@@ -30,6 +30,12 @@ DATASETS_DIR = Path("datasets")
 EVALSETS_DIR = Path("evalsets")
 
 MODEL_SOURCE = re.compile(r"^(random|hf|local):\S+$")
+# Training settings only one backend reads: set on the other backend's milestone they would be
+# silently ignored, so loading refuses them.
+BACKEND_ONLY_SETTINGS = {
+    "torch": ("grad_accum_steps", "batching", "gradient_checkpointing", "compile", "parallel"),
+    "jax": ("lora", "mesh"),
+}
 
 
 class SpecError(ValueError):
@@ -235,6 +241,19 @@ def _fields_at(model: type[BaseModel], loc: tuple[str, ...]) -> list[str]:
     return list(model.model_fields)
 
 
+def backend_mismatch(backend: str, training: TrainingConfig) -> str | None:
+    """The first training setting ``backend`` cannot honour, as ``key '...': why``; None if none."""
+    if backend == "jax" and training.precision == "bf16-pure":
+        return "key 'precision': bf16-pure is torch-only; the jax backend keeps float32 weights and optimizer state (use fp32 or bf16)"
+    for other, names in BACKEND_ONLY_SETTINGS.items():
+        if other == backend:
+            continue
+        for name in names:
+            if getattr(training, name) != TrainingConfig.model_fields[name].get_default(call_default_factory=True):
+                return f"key '{name}': only the {other} backend reads it"
+    return None
+
+
 class MilestoneRegistry:
     """The milestones of one project: ``<id>.yaml`` specs in its milestone folders.
 
@@ -293,9 +312,13 @@ class MilestoneRegistry:
         evalset_path = self.root / EVALSETS_DIR / f"{spec.evalset}.jsonl"
         if not evalset_path.is_file():
             raise SpecError(f"{shown(spec_path)}: key 'evalset': no evalset file {shown(evalset_path)}")
+        training = load_yaml_model(training_path, TrainingConfig)
+        problem = backend_mismatch(spec.backend, training)
+        if problem is not None:
+            raise SpecError(f"{shown(training_path)}: {problem} (milestone {spec.id} trains with {spec.backend})")
         return Milestone(
             spec=spec,
-            training=load_yaml_model(training_path, TrainingConfig),
+            training=training,
             spec_path=spec_path,
             training_path=training_path,
             dataset_path=dataset_path,

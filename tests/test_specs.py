@@ -90,6 +90,7 @@ def test_shipped_training_configs_exist() -> None:
     assert {p.name for p in TRAINING_CONFIGS} >= {
         "smoke_tiny.yaml",
         "submission_local_gpu.yaml",
+        "submission_local_gpu_jax.yaml",
         "submission_tpu.yaml",
     }
 
@@ -294,3 +295,26 @@ def test_bad_training_config_names_the_training_file(project: Path) -> None:
     assert _where(message) == (path.resolve(), None)
     assert "'optimizer.lrr'" in message
     assert "did you mean 'lr'" in message
+
+
+@pytest.mark.parametrize(
+    ("spec_id", "setting", "key"),
+    [
+        ("smoke-jax", "precision: bf16-pure", "precision"),
+        ("smoke-jax", "grad_accum_steps: 2", "grad_accum_steps"),
+        ("smoke-jax", "parallel: {strategy: ddp, processes: 2}", "parallel"),
+        ("smoke", "mesh: {data: 1, fsdp: 2}", "mesh"),
+    ],
+)
+def test_a_setting_the_milestones_backend_would_ignore_is_refused(
+    project: Path, spec_id: str, setting: str, key: str
+) -> None:
+    spec = yaml.safe_load((project / "configs" / "milestones" / f"{spec_id}.yaml").read_text())
+    config = project / "configs" / "training" / spec["training_config"]
+    name = setting.split(":")[0]
+    lines = [line for line in config.read_text().splitlines() if not line.startswith(f"{name}:")]
+    config.write_text("\n".join([*lines, setting, ""]))
+    message = _load_error(project, spec_id)
+    assert _where(message) == (config.resolve(), None)
+    assert f"key '{key}'" in message
+    assert f"milestone {spec_id} trains with {spec['backend']}" in message

@@ -97,9 +97,9 @@ class TrainingConfig(_Strict):
     divergence: DivergenceConfig
     eval: EvalConfig
     lora: LoraConfig | None = None
-    """LoRA adapters (jax backend); None trains every weight. The torch backend ignores it."""
+    """LoRA adapters (jax backend only); None trains every weight."""
     mesh: MeshConfig = MeshConfig()
-    """The jax backend's device mesh; the torch backend ignores it."""
+    """The jax backend's device mesh (jax backend only)."""
     grad_accum_steps: PositiveInt = 1
     """Micro-batches per optimizer step: ``batch_size`` examples are split into this many, so the
     effective batch (and the loss curve) stays the same while activation memory shrinks."""
