@@ -12,6 +12,9 @@ from typing import Any
 
 import pytest
 
+# The property tests' plugin: kept out of milestone sessions by addopts in pyproject.toml.
+pytest_plugins = ["_hypothesis_pytestplugin"]
+
 ROOT = Path(__file__).resolve().parents[1]
 
 TRAINING = """\
