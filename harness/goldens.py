@@ -13,7 +13,10 @@ from harness.data import TRACES_FILE, file_sha256
 from harness.specs import Milestone
 
 GOLDENS_DIR = Path("configs/goldens")
-RTOL = 1e-3
+# The same spec on another CPU drifts apart from the golden after a few steps: different float
+# kernels (AVX2, AVX-512, generic) round differently and training amplifies it. Measured on the
+# smoke milestone: at most 0.89% over 300 steps between kernels; with the same kernels, 0.
+RTOL = 3e-2
 ATOL = 1e-4
 
 
