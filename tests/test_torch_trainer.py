@@ -195,8 +195,9 @@ def plain_records(
         {"batching": "packed", "max_seq_len": 512},
         {"batching": "packed", "max_seq_len": 512, "grad_accum_steps": 2},
         {"gradient_checkpointing": True},
+        {"compile": True},  # inductor's C++ kernels: about 40 s of compilation on 2 cores
     ],
-    ids=["grad-accum-4x4", "packed", "packed-grad-accum-2x8", "gradient-checkpointing"],
+    ids=["grad-accum-4x4", "packed", "packed-grad-accum-2x8", "gradient-checkpointing", "compile"],
 )
 def test_efficiency_settings_keep_the_loss_curve(
     examples: tuple[Example, ...],
