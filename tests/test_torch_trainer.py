@@ -4,6 +4,7 @@ generation, and the efficiency settings that must leave the loss curve as it is.
 from __future__ import annotations
 
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -195,9 +196,16 @@ def plain_records(
         {"batching": "packed", "max_seq_len": 512},
         {"batching": "packed", "max_seq_len": 512, "grad_accum_steps": 2},
         {"gradient_checkpointing": True},
-        {"compile": True},  # inductor's C++ kernels: about 40 s of compilation on 2 cores
+        pytest.param(
+            {"compile": True},  # inductor's C++ kernels: about 40 s of compilation on 2 cores
+            marks=pytest.mark.skipif(
+                not (shutil.which("g++") or shutil.which("clang++")),
+                reason="torch.compile on a CPU needs a C++ compiler (g++ or clang++)",
+            ),
+            id="compile",
+        ),
     ],
-    ids=["grad-accum-4x4", "packed", "packed-grad-accum-2x8", "gradient-checkpointing", "compile"],
+    ids=["grad-accum-4x4", "packed", "packed-grad-accum-2x8", "gradient-checkpointing", None],
 )
 def test_efficiency_settings_keep_the_loss_curve(
     examples: tuple[Example, ...],
