@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from filelock import FileLock, Timeout
+from pytest_html.basereport import BaseReport
 
 from harness import bundle, history, journal
 from harness.baseline import Baseline, BaselineError, load_baseline
@@ -63,6 +64,7 @@ class MilestoneSession:
         self.runs: dict[str, MilestoneRun] = {}
         self.locks: dict[str, FileLock] = {}
         self.unselected: list[Path] = []
+        self.report_in_first_run = False
         self.baselines: dict[str, Baseline | None] = {}
         self.interrupt_reason = "the session stopped during this phase"
         self.previous_sigterm: Any = None
@@ -135,6 +137,7 @@ class MilestoneSession:
         if self.runs and getattr(option, "htmlpath", "missing") is None:
             option.htmlpath = str(self.first_run.run_dir / bundle.REPORT)
             option.self_contained_html = True
+            self.report_in_first_run = True
         if self.runs and getattr(option, "htmlpath", None):
             # The report is rewritten after each phase, so it and its assets folder (where
             # --html put them) are outputs of the run as well.
@@ -240,6 +243,16 @@ class MilestoneSession:
             self.unselected.append(self.runs.pop(milestone_id).run_dir)
             if milestone_id in self.locks:
                 self.locks.pop(milestone_id).release()
+        if self.report_in_first_run and self.runs:
+            self.move_report(self.first_run.run_dir / bundle.REPORT)
+
+    def move_report(self, report: Path) -> None:
+        """Write the report to ``report`` from now on: the first run it was placed in may have been
+        dropped, and pytest-html's closing line must name a report that exists."""
+        self.config.option.htmlpath = str(report)
+        for plugin in self.config.pluginmanager.get_plugins():
+            if isinstance(plugin, BaseReport):  # pytest-html 4 writes to, and names, this path
+                plugin._report_path = report
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:

@@ -28,3 +28,8 @@ def test_last_failed_reruns_the_failed_milestone_whole_in_a_new_folder(mini) -> 
     assert mini.manifest("mini-bad_v2")["phases"]["train"]["status"] == "passed"  # trained again
     assert (mini.bundle("mini-bad_v1") / "run_manifest.json").read_bytes() == before
     assert not mini.bundle("mini_v2").exists()
+    # The report was to go into mini_v2, the session's first run, which ran nothing: the line
+    # pytest-html ends with names the copy in the run that did.
+    report_line = next(line for line in rerun.outlines if "Generated html report" in line)
+    assert f"{mini.bundle('mini-bad_v2').as_uri()}/report.html" in report_line
+    assert "test_evaluate[mini-bad]" in (mini.bundle("mini-bad_v2") / "report.html").read_text()
