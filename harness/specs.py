@@ -22,7 +22,7 @@ from pydantic import (
 
 from harness.criteria import Comparison, CriterionError, check_metric_name, parse_comparison
 from harness.outcomes import first_line
-from trainers.config import TrainingConfig
+from trainers.config import BF16_PURE_IS_TORCH_ONLY, TrainingConfig
 
 MILESTONES_DIR = Path("configs/milestones")
 TRAINING_DIR = Path("configs/training")
@@ -244,7 +244,7 @@ def _fields_at(model: type[BaseModel], loc: tuple[str, ...]) -> list[str]:
 def backend_mismatch(backend: str, training: TrainingConfig) -> str | None:
     """The first training setting ``backend`` cannot honour, as ``key '...': why``; None if none."""
     if backend == "jax" and training.precision == "bf16-pure":
-        return "key 'precision': bf16-pure is torch-only; the jax backend keeps float32 weights and optimizer state (use fp32 or bf16)"
+        return f"key 'precision': {BF16_PURE_IS_TORCH_ONLY}"
     for other, names in BACKEND_ONLY_SETTINGS.items():
         if other == backend:
             continue

@@ -80,6 +80,13 @@ class ParallelConfig(_Strict):
         return self
 
 
+# Why a jax run refuses ``precision: bf16-pure``, both where the spec is loaded and in the trainer.
+BF16_PURE_IS_TORCH_ONLY = (
+    "bf16-pure is torch-only: the jax backend keeps float32 weights and optimizer state "
+    "(use fp32 or bf16)"
+)
+
+
 class TrainingConfig(_Strict):
     """Everything about how a model is trained, apart from what and for how long."""
 

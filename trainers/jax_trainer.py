@@ -18,7 +18,7 @@ from tunix.sft import utils as sft_utils
 from trainers import jax_model, jax_sampling
 from trainers.base import StepHook, StepRecord, TrainRequest, TrainResult
 from trainers.char_tokenizer import build_char_tokenizer
-from trainers.config import TrainingConfig
+from trainers.config import BF16_PURE_IS_TORCH_ONLY, TrainingConfig
 from trainers.encoding import IGNORE_INDEX, batches, encode_example
 from trainers.guards import LossGuard, TrainingStopped
 
@@ -83,10 +83,7 @@ def optimizer(config: TrainingConfig, schedule: optax.Schedule) -> optax.Gradien
 
 def check_precision(config: TrainingConfig) -> None:
     if config.precision not in MATMUL_PRECISION:
-        raise ValueError(
-            f"precision {config.precision} is torch-only: the jax backend keeps float32 weights "
-            "and optimizer state (use fp32 or bf16)"
-        )
+        raise ValueError(f"precision {BF16_PURE_IS_TORCH_ONLY}")
 
 
 def check_batch(config: TrainingConfig, mesh: jax.sharding.Mesh) -> None:
