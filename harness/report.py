@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Generator
+import shutil
+from collections.abc import Generator, Iterable
 from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from pytest_html import extras
+from pytest_html.basereport import BaseReport
 from pytest_metadata.plugin import metadata_key
 
 from harness import bundle
 from harness.phases import EVALUATE, PREFLIGHT, SUMMARY, TRAIN
+from harness.redact import secret_values
 
 if TYPE_CHECKING:
     from harness.criteria import Judgement
@@ -93,6 +96,37 @@ class ReportPlugin:
         config.stash[metadata_key] = metadata
         if self.report_data is not None:
             self.report_data.set_data("environment", metadata)
+
+
+def report_file(config: pytest.Config) -> Path | None:
+    """The session's HTML report, once pytest-html has written it."""
+    report = Path(str(getattr(config.option, "htmlpath", "") or ""))
+    return report if report.is_file() else None
+
+
+def redact_report(config: pytest.Config) -> None:
+    """pytest-html writes the report itself; secrets are taken out of it after each write."""
+    report = report_file(config)
+    if report is not None and secret_values():
+        bundle.write_text(report, report.read_text(encoding="utf-8"))
+
+
+def copy_report(config: pytest.Config, run_dirs: Iterable[Path]) -> None:
+    """One report per session, copied into every run folder that does not already hold it."""
+    report = report_file(config)
+    if report is None:
+        return
+    for run_dir in run_dirs:
+        if run_dir / bundle.REPORT != report:
+            shutil.copyfile(report, run_dir / bundle.REPORT)
+
+
+def move_report(config: pytest.Config, report: Path) -> None:
+    """Write the report to ``report`` from now on, so that pytest-html's closing line names it."""
+    config.option.htmlpath = str(report)
+    for plugin in config.pluginmanager.get_plugins():
+        if isinstance(plugin, BaseReport):  # pytest-html 4 writes to, and names, this path
+            plugin._report_path = report
 
 
 def outcome_line(run: MilestoneRun, phase: str) -> str:

@@ -13,10 +13,9 @@ from typing import Any
 
 import pytest
 from filelock import FileLock, Timeout
-from pytest_html.basereport import BaseReport
 
 from harness import bundle, history, journal
-from harness.baseline import Baseline, BaselineError, load_baseline
+from harness.baseline import Baseline
 from harness.distribution import (
     WORKER_INPUT_KEY,
     is_controller,
@@ -27,17 +26,15 @@ from harness.distribution import (
 from harness.documents import write_documents
 from harness.failures import Cause, PhaseBlocked, classify
 from harness.goldens import golden_path
-from harness.guardrails import GuardrailError, tree_is_clean
 from harness.lock import LOCKS_DIR
 from harness.outcomes import PhaseOutcome, Status, describe
 from harness.phases import phases_of
 from harness.project import registry, runs_root
-from harness.redact import secret_values
 from harness.rehearsal import REHEARSAL_SUFFIX, rehearse
-from harness.report import ReportPlugin
+from harness.report import ReportPlugin, copy_report, move_report, redact_report
 from harness.run import MilestoneRun
-from harness.run_rules import git_top
-from harness.specs import FreezeMilestone, Milestone, SpecError, shown
+from harness.session_options import baseline_for, refuse_golden_update, refuse_snapshot_update
+from harness.specs import FreezeMilestone, Milestone, SpecError
 from harness.verify import write_checksums
 
 
@@ -64,7 +61,6 @@ class MilestoneSession:
         self.runs: dict[str, MilestoneRun] = {}
         self.locks: dict[str, FileLock] = {}
         self.unselected: list[Path] = []
-        self.report_in_first_run = False
         self.baselines: dict[str, Baseline | None] = {}
         self.interrupt_reason = "the session stopped during this phase"
         self.previous_sigterm: Any = None
@@ -81,11 +77,11 @@ class MilestoneSession:
         if config.option.rehearse:
             milestones = [rehearse(m) if isinstance(m, Milestone) else m for m in milestones]
         session = cls(config, milestones, root, runs_root(config))
-        session.baselines = {m.id: _baseline_for(config, m, root) for m in milestones}
+        session.baselines = {m.id: baseline_for(config, m, root) for m in milestones}
         if config.option.update_goldens:
-            _refuse_golden_update(config, root)
+            refuse_golden_update(config, root)
         if getattr(config.option, "update_snapshots", False):
-            _refuse_snapshot_update(config, milestones)
+            refuse_snapshot_update(config, milestones)
         return session
 
     def open_runs(self) -> None:
@@ -137,7 +133,6 @@ class MilestoneSession:
         if self.runs and getattr(option, "htmlpath", "missing") is None:
             option.htmlpath = str(self.first_run.run_dir / bundle.REPORT)
             option.self_contained_html = True
-            self.report_in_first_run = True
         if self.runs and getattr(option, "htmlpath", None):
             # The report is rewritten after each phase, so it and its assets folder (where
             # --html put them) are outputs of the run as well.
@@ -243,16 +238,10 @@ class MilestoneSession:
             self.unselected.append(self.runs.pop(milestone_id).run_dir)
             if milestone_id in self.locks:
                 self.locks.pop(milestone_id).release()
-        if self.report_in_first_run and self.runs:
-            self.move_report(self.first_run.run_dir / bundle.REPORT)
-
-    def move_report(self, report: Path) -> None:
-        """Write the report to ``report`` from now on: the first run it was placed in may have been
-        dropped, and pytest-html's closing line must name a report that exists."""
-        self.config.option.htmlpath = str(report)
-        for plugin in self.config.pluginmanager.get_plugins():
-            if isinstance(plugin, BaseReport):  # pytest-html 4 writes to, and names, this path
-                plugin._report_path = report
+        report = getattr(self.config.option, "htmlpath", None)
+        if report and self.runs and Path(report).parent in self.unselected:
+            # The report was placed in a run that is dropped: the next one holds it instead.
+            move_report(self.config, self.first_run.run_dir / bundle.REPORT)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
@@ -303,7 +292,7 @@ class MilestoneSession:
             self.phase_nodeids.setdefault(milestone_id, set()).add(report.nodeid)
             if report.failed:
                 self.failed_milestones.add(milestone_id)
-        self.redact_report()
+        redact_report(self.config)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_sessionfinish(self) -> Generator[None, None, None]:
@@ -314,8 +303,8 @@ class MilestoneSession:
         finally:
             if not is_worker(self.config):
                 # pytest-html writes its final report inside this hook: finish it once that is done.
-                self.redact_report()
-                self.copy_report()
+                redact_report(self.config)
+                copy_report(self.config, [run.run_dir for run in self.runs.values()])
                 for run in self.runs.values():
                     write_checksums(run.run_dir)
                 for folder in self.unselected:
@@ -354,24 +343,6 @@ class MilestoneSession:
             run.session_finished = True
             write_documents(run)
 
-    def copy_report(self) -> None:
-        report = self.report_path()
-        if report is None:
-            return
-        for run in self.runs.values():
-            if run.run_dir / bundle.REPORT != report:
-                shutil.copyfile(report, run.run_dir / bundle.REPORT)
-
-    def report_path(self) -> Path | None:
-        report = Path(str(getattr(self.config.option, "htmlpath", "") or ""))
-        return report if report.is_file() else None
-
-    def redact_report(self) -> None:
-        """pytest-html writes the report itself; secrets are taken out of it after each write."""
-        report = self.report_path()
-        if report is not None and secret_values():
-            bundle.write_text(report, report.read_text(encoding="utf-8"))
-
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("tunix-rt evidence")
         for run in self.runs.values():
@@ -379,50 +350,6 @@ class MilestoneSession:
             manifest = history.read_manifest(run.run_dir) or {}
             verdict = manifest.get("verdict", run.verdict)
             terminalreporter.write_line(f"{run.run_id}: {verdict} -> {run.run_dir.relative_to(self.root)}/")
-
-
-def _baseline_for(config: pytest.Config, milestone: Milestone | FreezeMilestone, root: Path) -> Baseline | None:
-    """The verified baseline from --baseline or the spec; criteria naming one need one."""
-    if isinstance(milestone, FreezeMilestone):
-        return None
-    given = config.option.baseline or milestone.spec.baseline
-    if given is None:
-        needing = milestone.spec.criteria_needing_baseline()
-        if needing:
-            raise pytest.UsageError(
-                f"{shown(milestone.spec_path)}: key 'acceptance.{needing[0]}' compares with the baseline, "
-                "but none is given (--baseline PATH or the spec's 'baseline')"
-            )
-        return None
-    try:
-        return load_baseline((root / given).resolve())
-    except BaselineError as error:
-        raise pytest.UsageError(f"--baseline: {error}") from None
-
-
-def _refuse_snapshot_update(config: pytest.Config, milestones: list[Milestone | FreezeMilestone]) -> None:
-    """Only a freeze milestone may rewrite a lock, and only from one process (xdist can lose snapshots)."""
-    if getattr(config.option, "numprocesses", None) or hasattr(config, "workerinput"):
-        raise pytest.UsageError("--snapshot-update: refused under xdist (-n), where snapshots can be lost")
-    for milestone in milestones:
-        if not isinstance(milestone, FreezeMilestone):
-            raise pytest.UsageError(
-                f"--snapshot-update: only a freeze milestone may rewrite a lock, and {milestone.id} is not one"
-            )
-
-
-def _refuse_golden_update(config: pytest.Config, root: Path) -> None:
-    """Goldens are rewritten only from one process and a committed tree, so they can be trusted."""
-    if getattr(config.option, "numprocesses", None) or hasattr(config, "workerinput"):
-        raise pytest.UsageError("--update-goldens: refused under xdist (-n); run it in one process")
-    try:
-        dirty = tree_is_clean(git_top(root))
-    except GuardrailError as error:
-        raise pytest.UsageError(f"--update-goldens: {error}") from None
-    if dirty:
-        raise pytest.UsageError(
-            f"--update-goldens: refused on a dirty tree ({len(dirty)} changed: {dirty[0]}, ...); commit first"
-        )
 
 
 def _remove_unused(run_dir: Path) -> None:
