@@ -10,7 +10,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from harness.redact import redact, redact_data
+from harness.failures import Cause
+from harness.outcomes import Status
+from harness.phases import FREEZE_PHASES, PHASES
+from harness.redact import Redactor, redactor
 
 ENV_SNAPSHOT = "env_snapshot.txt"
 GPU_SNAPSHOT = "gpu_snapshot.txt"
@@ -26,6 +29,33 @@ REPORT = "report.html"
 LOSS_CURVE = "loss_curve.png"
 CATEGORY_ACCURACY = "category_accuracy.png"
 JOURNAL = "journal.md"
+
+
+SHA256SUMS = "SHA256SUMS"
+GUARDRAILS = "guardrails.json"
+TRACEBACKS_DIR = "tracebacks"
+BUNDLE_NAMES = (
+    ENV_SNAPSHOT, GPU_SNAPSHOT, TRAINING_LOG, TRAINING_METRICS, CHECKPOINT_DIR, PREDICTIONS,
+    EVALUATION_RESULTS, EVALUATION_SUMMARY, RUN_MANIFEST, FAILURE_ANALYSIS, REPORT, LOSS_CURVE,
+    CATEGORY_ACCURACY, JOURNAL, SHA256SUMS, GUARDRAILS, TRACEBACKS_DIR,
+)
+# What redaction never takes apart in a bundle: its file names and the words its structured
+# values are made of (phases, statuses, causes, backends), so that a secret equal to "loss" or
+# "passed" still leaves a bundle that verifies. Matched as whole words.
+KEPT_WORDS = (
+    *BUNDLE_NAMES, *PHASES, *FREEZE_PHASES, *Status, *Cause, "not judged", "torch", "jax", "train",
+    "freeze", "cpu", "cuda", "tpu",
+)
+KEPT = (
+    r"(?<![\w.-])(?:" + "|".join(map(re.escape, sorted(KEPT_WORDS, key=len, reverse=True)))
+    + r")(?![\w-])",
+    r"(?<![\w.-])[a-z0-9][a-z0-9-]*_summary\.md(?![\w-])",
+)
+
+
+def evidence_redactor() -> Redactor:
+    """The redactor for bundle files: the secrets of this moment, the bundle's own words kept."""
+    return redactor(KEPT)
 
 
 def summary_name(milestone_id: str) -> str:
@@ -73,7 +103,7 @@ def write_bytes(path: Path, data: bytes) -> Path:
 
 def write_text(path: Path, text: str) -> Path:
     """Write ``text`` atomically as UTF-8, with secrets redacted."""
-    return write_bytes(path, redact(text).encode("utf-8"))
+    return write_bytes(path, evidence_redactor().text(text).encode("utf-8"))
 
 
 def json_safe(data: Any) -> Any:
@@ -88,14 +118,17 @@ def json_safe(data: Any) -> Any:
 
 
 def write_json(path: Path, data: Any) -> Path:
-    """Write ``data`` as indented JSON, atomically; strings are redacted before escaping."""
-    text = json.dumps(json_safe(redact_data(data)), indent=2, sort_keys=True, allow_nan=False)
-    return write_text(path, text + "\n")
+    """Write ``data`` as indented JSON, atomically; string values are redacted before escaping."""
+    hidden = evidence_redactor().data(data)
+    text = json.dumps(json_safe(hidden), indent=2, sort_keys=True, allow_nan=False)
+    return write_bytes(path, (text + "\n").encode("utf-8"))
 
 
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
-    """Write one JSON object per line, atomically; strings are redacted before escaping."""
-    return write_text(path, "".join(json.dumps(redact_data(row), sort_keys=True) + "\n" for row in rows))
+    """Write one JSON object per line, atomically; string values are redacted before escaping."""
+    hide = evidence_redactor().data
+    text = "".join(json.dumps(hide(row), sort_keys=True) + "\n" for row in rows)
+    return write_bytes(path, text.encode("utf-8"))
 
 
 def read_json(path: Path) -> Any:

@@ -116,10 +116,10 @@ def test_write_json_refusing_a_value_creates_no_file(tmp_path: Path) -> None:
 def test_failed_write_leaves_no_temp_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = bundle.write_text(tmp_path / "notes.md", "kept\n")
 
-    def fail(text: str) -> str:
+    def fail(source: str, destination: Path) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(bundle, "redact", fail)
+    monkeypatch.setattr(bundle.os, "replace", fail)
     with pytest.raises(OSError, match="disk full"):
         bundle.write_text(path, "lost\n")
     assert path.read_text(encoding="utf-8") == "kept\n"

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import base64
+import html
+import json
 import os
+import subprocess
+import sys
+import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from harness import bundle
-from harness.redact import REDACTED, SECRET_NAME, redact, secret_values
+from harness.redact import REDACTED, SECRET_NAME, encoded_forms, redact, secret_values
+
+if TYPE_CHECKING:
+    from tests.conftest import MiniProject
+
+ROOT = Path(__file__).resolve().parents[1]
 
 SECRETS = {
     "HF_TOKEN": "hf_AbCdEfGhIjKlMnOpQrStUvWxYz012345",
@@ -124,3 +137,116 @@ def test_tokenizers_parallelism_does_not_corrupt_json(
     data = {"completed": False, "dirty": False}
     path = bundle.write_json(tmp_path / "training_metrics.json", data)
     assert bundle.read_json(path) == data
+
+
+def test_a_secret_equal_to_a_number_leaves_numbers_keys_and_digests_alone(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("KAGGLE_KEY", "1234")
+    digest = "ab1234" + "0" * 58
+    data = {"seed": 1234, "1234": "key", "sha256": digest, "note": "step 1234 of 5000"}
+    path = bundle.write_json(tmp_path / "run_manifest.json", data)
+    assert bundle.read_json(path) == {
+        "seed": 1234,
+        "1234": "key",
+        "sha256": digest,
+        "note": f"step {REDACTED} of 5000",
+    }
+
+
+def test_a_secret_equal_to_a_common_word_leaves_names_and_vocabulary_alone(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("MY_PASSWORD", "loss")
+    data = {"final_loss": 0.5, "files": ["loss_curve.png"], "status": "passed", "note": "loss fell"}
+    path = bundle.write_json(tmp_path / "training_metrics.json", data)
+    assert bundle.read_json(path) == {**data, "note": f"{REDACTED} fell"}
+    text = bundle.write_text(tmp_path / "summary.md", "- `loss_curve.png`: the loss\n")
+    assert text.read_text(encoding="utf-8") == f"- `loss_curve.png`: the {REDACTED}\n"
+
+
+def test_vocabulary_does_not_shelter_a_secret_glued_to_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MY_PASSWORD", "passed")
+    assert (
+        bundle.evidence_redactor().text("train passed; bypassed") == f"train passed; by{REDACTED}"
+    )
+
+
+def test_a_digest_that_is_a_secret_is_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
+    token = "0123456789abcdef" * 2 + "01234567"  # 40 hex digits, like an old GitHub token
+    monkeypatch.setenv("GITHUB_TOKEN", token)
+    assert bundle.evidence_redactor().text(f"commit {token}") == f"commit {REDACTED}"
+
+
+HOSTILE = 's3cr&t<"v@l>/+ ü'
+
+
+@pytest.mark.parametrize(
+    "encode",
+    [
+        lambda v: v,
+        lambda v: html.escape(v),
+        lambda v: html.escape(html.escape(v)),
+        lambda v: html.escape(json.dumps(html.escape(v))),
+        lambda v: json.dumps(v),
+        lambda v: json.dumps(v, ensure_ascii=False),
+        lambda v: urllib.parse.quote(v, safe=""),
+        lambda v: urllib.parse.quote_plus(v),
+        lambda v: base64.b64encode(v.encode()).decode(),
+    ],
+    ids=[
+        "raw",
+        "html",
+        "html-twice",
+        "html-json-html",
+        "json",
+        "json-utf8",
+        "url",
+        "url-plus",
+        "b64",
+    ],
+)
+def test_every_encoding_of_a_secret_is_redacted(
+    encode: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DB_PASSWORD", HOSTILE)
+    form = encode(HOSTILE)
+    hidden = redact(f"<p>{form}</p>")
+    assert form not in hidden
+    assert REDACTED in hidden
+
+
+def test_each_line_of_a_multi_line_secret_is_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SSH_KEY", "-----BEGIN KEY-----\nAAAAB3NzaC1yc2E\n-----END KEY-----")
+    assert "AAAAB3NzaC1yc2E" not in redact("log: AAAAB3NzaC1yc2E")
+
+
+def test_a_session_with_word_number_and_html_secrets_leaves_a_bundle_that_verifies(
+    mini: MiniProject,
+) -> None:
+    secrets = {"KAGGLE_KEY": "1234", "MY_PASSWORD": "loss", "HF_TOKEN": HOSTILE}
+    env = {name: value for name, value in os.environ.items() if not SECRET_NAME.search(name)}
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "acceptance", "--milestone", "mini"],
+        cwd=mini.path,
+        env={**env, **secrets},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout[-3000:]
+    run_dir = mini.bundle("mini_v1")
+    verified = subprocess.run(
+        [sys.executable, "-m", "harness", "verify", str(run_dir)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert bundle.read_json(run_dir / "run_manifest.json")["seed"] == 7
+    assert "final_loss" in bundle.read_json(run_dir / "training_metrics.json")
+    assert "  loss_curve.png\n" in (run_dir / "SHA256SUMS").read_text()
+    for path in run_dir.rglob("*"):
+        if path.is_file():
+            content = path.read_bytes()
+            for form in encoded_forms(HOSTILE):
+                assert form.encode() not in content, f"{form!r} leaked into {path.name}"
