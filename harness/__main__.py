@@ -15,7 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     verify = commands.add_parser("verify", help="verify an evidence bundle folder")
     verify.add_argument("path", type=Path, help="a bundle folder, e.g. submission_runs/smoke_v1")
     args = parser.parse_args(argv)
-    found = verify_bundle(args.path)
+    found = verify_bundle(args.path) if args.path.is_dir() else ["not a folder"]
     for problem in found:
         print(f"{args.path}: {problem}")
     if found:

@@ -36,4 +36,5 @@ def load_baseline(path: Path) -> Baseline:
 def deltas(current: dict[str, float], baseline: Baseline) -> list[tuple[str, float, float, float]]:
     """(metric, value, baseline, value - baseline) for every metric both runs have."""
     shared = sorted(current.keys() & baseline.metrics.keys())
-    return [(name, current[name], baseline.metrics[name], current[name] - baseline.metrics[name]) for name in shared]
+    before = baseline.metrics
+    return [(name, current[name], before[name], current[name] - before[name]) for name in shared]

@@ -2,37 +2,44 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 from harness import bundle
+from harness.verify import Unreadable, read_object
 
 
-def _read(path: Path) -> dict[str, Any] | None:
+def _read(run_dir: Path, name: str) -> dict[str, Any]:
+    """The JSON object in ``name``, or nothing: read like verify reads, never through a symlink."""
     try:
-        data = bundle.read_json(path)
-    except (OSError, json.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
+        return read_object(run_dir, name)
+    except Unreadable:
+        return {}
 
 
 def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and math.isfinite(value)
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _losses(per_step: Any) -> list[Any]:
+    """Each step's loss; a step that is not an object, or has no loss, has no finite one."""
+    steps = per_step if isinstance(per_step, list) else []
+    return [step.get("loss") if isinstance(step, dict) else None for step in steps]
 
 
 def measure(run_dir: Path) -> dict[str, float]:
     """Every registry metric that the bundle in ``run_dir`` holds so far."""
     found: dict[str, float] = {}
-    manifest = _read(run_dir / bundle.RUN_MANIFEST) or {}
+    manifest = _read(run_dir, bundle.RUN_MANIFEST)
     for kind in ("dataset", "evalset"):
-        records = manifest.get(kind, {}).get("records") if isinstance(manifest.get(kind), dict) else None
+        data = manifest.get(kind)
+        records = data.get("records") if isinstance(data, dict) else None
         if _finite(records):
             found[f"preflight.{kind}_records"] = float(records)
-    metrics = _read(run_dir / bundle.TRAINING_METRICS)
-    if metrics and metrics.get("per_step"):
-        losses = [step["loss"] for step in metrics["per_step"]]
+    metrics = _read(run_dir, bundle.TRAINING_METRICS)
+    losses = _losses(metrics.get("per_step"))
+    if losses:
         finite = [loss for loss in losses if _finite(loss)]
         found["train.nonfinite_steps"] = float(len(losses) - len(finite))
         found["train.steps_completed"] = float(len(losses))
@@ -46,9 +53,8 @@ def measure(run_dir: Path) -> dict[str, float]:
                           ("samples_per_s", "perf.samples_per_s")):
             if _finite(metrics.get(key)):
                 found[name] = float(metrics[key])
-    results = _read(run_dir / bundle.EVALUATION_RESULTS)
-    if results:
-        for key in ("accuracy", "format_compliance", "count"):
-            if _finite(results.get(key)):
-                found[f"eval.{key}"] = float(results[key])
+    results = _read(run_dir, bundle.EVALUATION_RESULTS)
+    for key in ("accuracy", "format_compliance", "count"):
+        if _finite(results.get(key)):
+            found[f"eval.{key}"] = float(results[key])
     return found

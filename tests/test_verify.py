@@ -18,10 +18,13 @@ pytestmark = pytest.mark.slow
 
 
 def verify(path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "harness", "verify", str(path)], capture_output=True, text=True)
+    command = [sys.executable, "-m", "harness", "verify", str(path)]
+    return subprocess.run(command, capture_output=True, text=True)
 
 
-def test_verify_passes_a_fresh_bundle_and_names_edits_deletions_and_placeholders(mini: MiniProject) -> None:
+def test_verify_passes_a_fresh_bundle_and_names_edits_deletions_and_placeholders(
+    mini: MiniProject,
+) -> None:
     mini.run("--milestone", "mini").assert_outcomes(passed=7)
     bundle = mini.bundle("mini_v1")
     done = verify(bundle)
@@ -34,7 +37,8 @@ def test_verify_passes_a_fresh_bundle_and_names_edits_deletions_and_placeholders
     metrics.write_text(json.dumps(data))
     (bundle / "predictions.jsonl").unlink()
     manifest = bundle / "run_manifest.json"
-    manifest.write_text(manifest.read_text().replace('"model": "random:tiny-gemma"', '"model": "TODO"'))
+    text = manifest.read_text()
+    manifest.write_text(text.replace('"model": "random:tiny-gemma"', '"model": "TODO"'))
 
     done = verify(bundle)
     assert done.returncode == 1
