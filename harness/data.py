@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -11,6 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import ErrorDetails
 
 TRACES_FILE = "traces.jsonl"
+DATASETS_DIR = Path("datasets")
+EVALSETS_DIR = Path("evalsets")
 
 _EXPECTED_TYPES = {
     "int_type": "an integer",
@@ -100,6 +103,63 @@ def load_evalset(path: Path) -> list[EvalItem]:
         first_line[item.id] = lineno
         items.append(item)
     return items
+
+
+def dataset_folder(root: Path, name: str) -> Path:
+    """The folder a spec's ``dataset`` names, resolved: an absolute path as written, else
+    ``datasets/<name>`` of the project at ``root``; it must hold ``traces.jsonl``."""
+    folder = _resolved(Path(name) if Path(name).is_absolute() else root / DATASETS_DIR / name)
+    if not probe(folder.is_dir):
+        raise DataError(_one_line(f"no dataset folder {folder}"))
+    if not probe((folder / TRACES_FILE).is_file):
+        raise DataError(_one_line(f"no {TRACES_FILE} in the dataset folder {folder}"))
+    return folder
+
+
+def evalset_file(root: Path, name: str) -> Path:
+    """The file a spec's ``evalset`` names, resolved: an absolute path as written, else
+    ``evalsets/<name>.jsonl`` of the project at ``root``."""
+    written = Path(name)
+    path = _resolved(written if written.is_absolute() else root / EVALSETS_DIR / f"{name}.jsonl")
+    if not probe(path.is_file):
+        raise DataError(_one_line(f"no evalset file {path}"))
+    return path
+
+
+def probe(test: Callable[[], bool]) -> bool:
+    """A filesystem test such as ``path.is_file`` that takes an unusable path (a name too long,
+    a NUL byte, no permission) for an absent one instead of raising."""
+    try:
+        return test()
+    except (OSError, ValueError):
+        return False
+
+
+def _resolved(path: Path) -> Path:
+    """``path`` absolute, ``..`` and symlinks followed: the place read is the place recorded."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError, ValueError) as err:  # a symlink loop, a NUL byte
+        raise DataError(_one_line(f"{path}: cannot be resolved ({err})")) from None
+
+
+def input_place(root: Path, path: Path, as_written: str) -> dict[str, str]:
+    """Where an input was read: ``path`` (relative to the project at ``root`` when inside it, else
+    absolute), ``resolved_path`` (absolute, symlinks followed) and the name ``as_written``."""
+    project = root.resolve()
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError, ValueError):  # changed into a symlink loop since the spec loaded
+        resolved = path
+    inside = resolved.is_relative_to(project)
+    shown = resolved.relative_to(project).as_posix() if inside else str(resolved)
+    return {"path": shown, "resolved_path": str(resolved), "as_written": as_written}
+
+
+def count_records(path: Path) -> int:
+    """Non-blank lines of a JSON Lines file, counted on bytes: a line not in UTF-8 still counts."""
+    with path.open("rb") as handle:
+        return sum(1 for line in handle if line.strip())
 
 
 def file_sha256(path: Path) -> str:

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 from harness import bundle
 from harness.baseline import deltas
-from harness.data import TRACES_FILE, file_sha256
+from harness.data import TRACES_FILE, DataError, count_records, file_sha256, input_place
 from harness.failures import WHAT_TO_LOOK_AT
 from harness.measurements import measure
-from harness.outcomes import Status
+from harness.outcomes import Status, first_line
 from harness.phases import TRAIN
 from harness.specs import FreezeMilestone
 from harness.writers import cell
@@ -22,11 +22,17 @@ NOT_RECORDED = "not recorded: pre-flight did not run"
 DETECTED_KEYS = ("os", "cpu", "cpu_count", "ram", "torch.version.cuda")
 
 
-def data_facts(root: Path, path: Path) -> dict[str, Any]:
-    """Path, sha256 and record count of a JSON Lines file (validated separately, in pre-flight)."""
-    with path.open(encoding="utf-8") as handle:
-        count = sum(1 for line in handle if line.strip())
-    return {"path": str(path.relative_to(root)), "sha256": file_sha256(path), "records": count}
+def data_facts(root: Path, path: Path, as_written: str, *, records: bool = True) -> dict[str, Any]:
+    """Where an input was read, its sha256 and (for JSON Lines, validated in pre-flight) its record
+    count; a file that cannot be read any more is recorded so, for the evidence phase to report."""
+    facts: dict[str, Any] = input_place(root, path, as_written)
+    try:
+        facts["sha256"] = file_sha256(path)
+        if records:
+            facts["records"] = count_records(path)
+    except (OSError, DataError) as error:
+        facts["unreadable"] = first_line(str(error))
+    return facts
 
 
 def common_manifest(run: MilestoneRun) -> dict[str, Any]:
@@ -81,22 +87,20 @@ def run_manifest(run: MilestoneRun) -> dict[str, Any]:
     if isinstance(run.milestone, FreezeMilestone):
         return freeze_manifest(run)
     milestone, spec = run.milestone, run.milestone.spec
+    training = data_facts(run.root, milestone.training_path, spec.training_config, records=False)
     manifest = common_manifest(run) | {
         "backend": spec.backend,
         "hardware_required": spec.hardware.model_dump(),
         "model": spec.model,
-        "training_config": {
-            "file": str(milestone.training_path.relative_to(run.root)),
-            "sha256": file_sha256(milestone.training_path),
-        },
+        "training_config": {"file": training.pop("path"), **training},
         "batch_size": milestone.training.batch_size,
         "max_seq_len": milestone.training.max_seq_len,
         "precision": milestone.training.precision,
         "seed": milestone.training.seed,
         "run_shape": spec.run.model_dump(exclude_none=True),
         "steps_completed": len(run.steps),
-        "dataset": data_facts(run.root, milestone.dataset_path / TRACES_FILE),
-        "evalset": data_facts(run.root, milestone.evalset_path),
+        "dataset": data_facts(run.root, milestone.dataset_path / TRACES_FILE, spec.dataset),
+        "evalset": data_facts(run.root, milestone.evalset_path, spec.evalset),
     }
     if run.train_result:
         manifest["device"] = run.train_result.device

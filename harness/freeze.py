@@ -7,6 +7,7 @@ import io
 import json
 import zipfile
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -75,7 +76,9 @@ def validate_zip(path: Path, size_budget_mb: float) -> list[str]:
         return found + [f"{path.name}: not a ZIP archive ({error})"]
     with archive:
         names = archive.namelist()
-        found += [f"{path.name}: {name}: absolute or escaping path" for name in names if _unsafe(name)]
+        found += [
+            f"{path.name}: {name}: absolute or escaping path" for name in names if unsafe_name(name)
+        ]
         if ZIP_MANIFEST not in names:
             return found + [f"{path.name}: no {ZIP_MANIFEST} inside"]
         listed = {entry["path"]: entry for entry in json.loads(archive.read(ZIP_MANIFEST))["files"]}
@@ -83,9 +86,37 @@ def validate_zip(path: Path, size_budget_mb: float) -> list[str]:
     return found
 
 
-def _unsafe(name: str) -> bool:
+def unsafe_name(name: str) -> bool:
+    """Whether an archive name is absolute, climbs with ``..``, or holds a backslash or a colon."""
     pure = PurePosixPath(name)
     return pure.is_absolute() or ".." in pure.parts or "\\" in name or ":" in name
+
+
+def escape_problem(
+    root: Path, source: str, files: Iterable[str], extra: Iterable[str]
+) -> str | None:
+    """Where a freeze spec's paths, symlinks followed, lead out: the source and the extra files out
+    of the project at ``root``, the files out of the source bundle; None when all stay inside."""
+    if escaping(root, [source]):
+        return f"key 'source': {source!r} leads outside the project (a symlink)"
+    for key, base, names in (("files", root / source, files), ("extra_files", root, extra)):
+        if outside := escaping(base, names):
+            return f"key '{key}': {outside[0]!r} leads outside {base} (a symlink)"
+    return None
+
+
+def escaping(base: Path, names: Iterable[str]) -> list[str]:
+    """The names whose path below ``base``, symlinks and ``..`` followed, leads outside it."""
+    inside = base.resolve()
+    found = []
+    for name in names:
+        try:
+            if (inside / name).resolve().is_relative_to(inside):
+                continue
+        except (OSError, RuntimeError, ValueError):
+            pass  # a symlink loop or a NUL byte: nothing shows that it stays inside
+        found.append(name)
+    return found
 
 
 def _entry_problems(zip_name: str, archive: zipfile.ZipFile, listed: dict[str, Any], names: list[str]) -> list[str]:

@@ -117,13 +117,24 @@ def read_lock(path: Path) -> Fingerprint:
         if not line or line.startswith("#") or line.startswith("-e "):
             continue
         match = LOCK_LINE.fullmatch(line)
-        if match is None:
-            raise GuardrailError(f"{path}:{number}: expected 'name==version', got {line!r}")
+        if match is None:  # its content is not quoted: a file that is no lock may hold anything
+            raise GuardrailError(f"{path}:{number}: not a dependency lock ('name==version' lines)")
         name = _normalise(match["name"])
         if name in entries:
             raise GuardrailError(f"{path}:{number}: {name} is pinned more than once")
         entries[name] = match["version"]
     return Fingerprint(entries)
+
+
+def lock_problem(root: Path, name: str | None) -> str | None:
+    """Why the dependency lock ``name`` (absolute, or relative to ``root``) is unusable, or None."""
+    if name is None:
+        return None
+    try:
+        read_lock(root / name)
+    except GuardrailError as error:
+        return str(error)
+    return None
 
 
 def ci_fingerprint(root: Path) -> Fingerprint:

@@ -18,14 +18,16 @@ FREEZE_PHASES = (PREFLIGHT, GUARDRAILS_BEFORE, BUILD, VALIDATE, LOCK, GUARDRAILS
 
 # A phase runs only on fresh state from the phase it needs. Evidence and summary need
 # nothing: they document whatever happened, so a failed run is still a documented run.
-# Validate and lock check the frozen files on disk, so a skipped build does not stop them.
+# Validate checks the frozen ZIP on disk, so a skipped or failed build does not stop it (with
+# --snapshot-update it checks build's candidate, and fails when there is none). Lock needs
+# validate: an invalid ZIP is never held to, nor (with --snapshot-update) written into, the lock.
 NEEDS: dict[str, str] = {
     GUARDRAILS_BEFORE: PREFLIGHT,
     TRAIN: GUARDRAILS_BEFORE,
     EVALUATE: TRAIN,
     BUILD: GUARDRAILS_BEFORE,
     VALIDATE: GUARDRAILS_BEFORE,
-    LOCK: GUARDRAILS_BEFORE,
+    LOCK: VALIDATE,
     GUARDRAILS_AFTER: GUARDRAILS_BEFORE,
 }
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -15,27 +15,29 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PositiveInt,
     ValidationError,
     model_validator,
 )
 
 from harness.criteria import Comparison, CriterionError, check_metric_name, parse_comparison
+from harness.data import DataError, dataset_folder, evalset_file, probe
+from harness.freeze import escape_problem, unsafe_name
+from harness.guardrails import lock_problem
 from harness.outcomes import first_line
-from trainers.config import BF16_PURE_IS_TORCH_ONLY, TrainingConfig
+from trainers.config import (
+    Count,
+    PositiveFinite,
+    StepCount,
+    TrainingConfig,
+    UniqueKeyLoader,
+    backend_mismatch,
+)
+from trainers.models import ModelSource
 
 MILESTONES_DIR = Path("configs/milestones")
 TRAINING_DIR = Path("configs/training")
-DATASETS_DIR = Path("datasets")
-EVALSETS_DIR = Path("evalsets")
 
 MODEL_SOURCE = re.compile(r"^(random|hf|local):\S+$")
-# Training settings only one backend reads: set on the other backend's milestone they would be
-# silently ignored, so loading refuses them.
-BACKEND_ONLY_SETTINGS = {
-    "torch": ("grad_accum_steps", "batching", "gradient_checkpointing", "compile", "parallel"),
-    "jax": ("lora", "mesh"),
-}
 
 
 class SpecError(ValueError):
@@ -43,11 +45,13 @@ class SpecError(ValueError):
 
 
 def shown(path: Path) -> str:
-    """``path`` as a user would type it: relative to the working directory when inside it."""
+    """``path`` as a user would type it: relative to the working directory when inside it, with
+    unprintable characters escaped so that a message stays on one line."""
     try:
-        return str(path.resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
+        text = str(path.resolve().relative_to(Path.cwd()))
+    except (OSError, RuntimeError, ValueError):  # outside it, or a NUL byte or symlink loop
+        text = str(path)
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
 class _Strict(BaseModel):
@@ -58,16 +62,17 @@ class HardwareRequirement(_Strict):
     """What a milestone must run on; detected for real in pre-flight."""
 
     accelerator: Literal["cpu", "cuda", "tpu"]
-    count: PositiveInt
+    count: Count
     platform: Literal["any", "linux", "windows", "darwin"]
     label: str = Field(min_length=1)
 
 
 class RunShape(_Strict):
-    """How long to train: a step budget or a number of epochs, never both."""
+    """How long to train: a step budget or a number of epochs, never both (an epoch is at least
+    one step, so both share the step bound)."""
 
-    max_steps: PositiveInt | None = None
-    epochs: PositiveInt | None = None
+    max_steps: StepCount | None = None
+    epochs: StepCount | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> RunShape:
@@ -99,6 +104,23 @@ def _valid_criteria(criteria: dict[str, str]) -> dict[str, str]:
 Criteria = Annotated[dict[str, str], AfterValidator(_valid_criteria)]
 
 
+def _known_model(source: str) -> str:
+    ModelSource.parse(source)  # an unknown random:<arch> raises, naming the known ones
+    return source
+
+
+def _inside(name: str) -> str:
+    # Freeze paths are read below the project or the source bundle, and files become ZIP entry
+    # names as written: nothing absolute, nothing that climbs out.
+    if unsafe_name(name):
+        raise ValueError("must be a relative path without '..', '\\' or ':'")
+    return name
+
+
+ModelName = Annotated[str, Field(pattern=MODEL_SOURCE.pattern), AfterValidator(_known_model)]
+InsidePath = Annotated[str, Field(min_length=1), AfterValidator(_inside)]
+
+
 class MilestoneSpec(_Strict):
     """One training milestone as written in ``configs/milestones/<id>.yaml``."""
 
@@ -108,7 +130,7 @@ class MilestoneSpec(_Strict):
     purpose: str = Field(min_length=1)
     backend: Literal["torch", "jax"]
     hardware: HardwareRequirement
-    model: str = Field(pattern=MODEL_SOURCE.pattern)
+    model: ModelName
     training_config: str = Field(min_length=1)
     dataset: str = Field(min_length=1)
     evalset: str = Field(min_length=1)
@@ -141,10 +163,10 @@ class FreezeSpec(_Strict):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     title: str = Field(min_length=1)
     purpose: str = Field(min_length=1)
-    source: str = Field(min_length=1)
-    files: tuple[str, ...] = Field(min_length=1)
-    extra_files: tuple[str, ...] = ()
-    size_budget_mb: float = Field(gt=0)
+    source: InsidePath
+    files: tuple[InsidePath, ...] = Field(min_length=1)
+    extra_files: tuple[InsidePath, ...] = ()
+    size_budget_mb: PositiveFinite
     frozen: tuple[str, ...] = ()
     guardrails: GuardrailSpec
     closing_statement: str = Field(min_length=1)
@@ -191,17 +213,35 @@ class Milestone:
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
-def load_yaml_model(path: Path, model: type[ModelT]) -> ModelT:
-    """Read ``path`` as YAML and validate it as ``model``; any problem is a one-line SpecError."""
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML file strictly (UTF-8, no key twice); any problem is a one-line SpecError."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = path.read_bytes()
     except FileNotFoundError:
         raise SpecError(f"{shown(path)}: no such file") from None
+    except OSError as error:
+        raise SpecError(f"{shown(path)}: cannot read ({error.strerror})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        byte = data[error.start]
+        raise SpecError(f"{shown(path)}:{line}: not valid UTF-8 (byte {byte:#04x})") from None
+    try:
+        return yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader: builds no Python objects
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or first_line(str(exc))
         raise SpecError(f"{shown(path)}{where}: invalid YAML ({problem})") from None
+    except (ValueError, RecursionError) as exc:  # e.g. an impossible date, or nesting too deep
+        problem = first_line(str(exc)) or type(exc).__name__
+        raise SpecError(f"{shown(path)}: invalid YAML ({problem})") from None
+
+
+def load_yaml_model(path: Path, model: type[ModelT]) -> ModelT:
+    """Read ``path`` as YAML and validate it as ``model``; any problem is a one-line SpecError."""
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise SpecError(f"{shown(path)}: expected a mapping of keys, got {type(raw).__name__}")
     try:
@@ -241,24 +281,13 @@ def _fields_at(model: type[BaseModel], loc: tuple[str, ...]) -> list[str]:
     return list(model.model_fields)
 
 
-def backend_mismatch(backend: str, training: TrainingConfig) -> str | None:
-    """The first training setting ``backend`` cannot honour, as ``key '...': why``; None if none."""
-    if backend == "jax" and training.precision == "bf16-pure":
-        return f"key 'precision': {BF16_PURE_IS_TORCH_ONLY}"
-    for other, names in BACKEND_ONLY_SETTINGS.items():
-        if other == backend:
-            continue
-        for name in names:
-            if getattr(training, name) != TrainingConfig.model_fields[name].get_default(call_default_factory=True):
-                return f"key '{name}': only the {other} backend reads it"
-    return None
-
-
 class MilestoneRegistry:
     """The milestones of one project: ``<id>.yaml`` specs in its milestone folders.
 
-    A spec's training config is looked up in ``configs/training``, then next to the spec;
-    datasets and evalsets live in the project's ``datasets/`` and ``evalsets/``.
+    Inputs are read where the spec names them: an absolute path as written; a relative name in
+    the project's ``datasets/<name>/``, ``evalsets/<name>.jsonl`` and ``configs/training/<name>``
+    (then next to the spec), ``..`` and symlinks followed. The resolved paths are what is read and
+    what the manifest records.
     """
 
     def __init__(self, root: Path, milestone_dirs: Sequence[Path] = (MILESTONES_DIR,)) -> None:
@@ -282,13 +311,13 @@ class MilestoneRegistry:
 
     def kind_of(self, spec_path: Path) -> str:
         try:
-            raw = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError):
+            raw = read_yaml(spec_path)
+        except SpecError:
             return "train"  # the full load reports the problem with file and line
         return str(raw.get("kind", "train")) if isinstance(raw, dict) else "train"
 
     def load(self, milestone_id: str) -> Milestone | FreezeMilestone:
-        """Load and fully validate one milestone, its training config and data paths."""
+        """Load and fully validate one milestone, its training config, inputs and model."""
         known = self.spec_paths()
         if milestone_id not in known:
             folders = ", ".join(shown(folder) for folder in self.milestone_dirs)
@@ -299,6 +328,9 @@ class MilestoneRegistry:
         if self.kind_of(spec_path) == "freeze":
             freeze = load_yaml_model(spec_path, FreezeSpec)
             self._check_id(freeze.id, milestone_id, spec_path)
+            problem = escape_problem(self.root, freeze.source, freeze.files, freeze.extra_files)
+            if problem:
+                raise SpecError(f"{shown(spec_path)}: {problem}")
             return FreezeMilestone(freeze, spec_path)
         spec = load_yaml_model(spec_path, MilestoneSpec)
         self._check_id(spec.id, milestone_id, spec_path)
@@ -306,12 +338,12 @@ class MilestoneRegistry:
             if frozen_id not in known or self.kind_of(known[frozen_id]) != "freeze":
                 raise SpecError(f"{shown(spec_path)}: key 'frozen': no freeze milestone {frozen_id!r}")
         training_path = self._training_path(spec_path, spec.training_config)
-        dataset_path = self.root / DATASETS_DIR / spec.dataset
-        if not dataset_path.is_dir():
-            raise SpecError(f"{shown(spec_path)}: key 'dataset': no dataset folder {shown(dataset_path)}")
-        evalset_path = self.root / EVALSETS_DIR / f"{spec.evalset}.jsonl"
-        if not evalset_path.is_file():
-            raise SpecError(f"{shown(spec_path)}: key 'evalset': no evalset file {shown(evalset_path)}")
+        dataset_path = self._input(spec_path, "dataset", dataset_folder, spec.dataset)
+        evalset_path = self._input(spec_path, "evalset", evalset_file, spec.evalset)
+        if problem := local_model_problem(spec.model):
+            raise SpecError(f"{shown(spec_path)}: key 'model': {problem}")
+        if problem := lock_problem(self.root, spec.guardrails.dependency_lock):
+            raise SpecError(f"{shown(spec_path)}: key 'guardrails.dependency_lock': {problem}")
         training = load_yaml_model(training_path, TrainingConfig)
         problem = backend_mismatch(spec.backend, training)
         if problem is not None:
@@ -326,14 +358,39 @@ class MilestoneRegistry:
         )
 
     def _training_path(self, spec_path: Path, name: str) -> Path:
-        candidates = [self.root / TRAINING_DIR / name, spec_path.parent / name]
+        """An absolute ``training_config`` as written; a relative one in ``configs/training``, then
+        next to the spec; resolved."""
+        if Path(name).is_absolute():
+            candidates = [Path(name)]
+        else:
+            candidates = [self.root / TRAINING_DIR / name, spec_path.parent / name]
         for path in candidates:
-            if path.is_file() and path != spec_path:
-                return path
+            if probe(path.is_file) and path.resolve() != spec_path.resolve():
+                return path.resolve()
         tried = " or ".join(shown(path) for path in candidates)
         raise SpecError(f"{shown(spec_path)}: key 'training_config': no file {tried}")
+
+    def _input(
+        self, spec_path: Path, key: str, locate: Callable[[Path, str], Path], name: str
+    ) -> Path:
+        try:
+            return locate(self.root, name)
+        except DataError as error:
+            raise SpecError(f"{shown(spec_path)}: key '{key}': {error}") from None
 
     @staticmethod
     def _check_id(spec_id: str, milestone_id: str, spec_path: Path) -> None:
         if spec_id != milestone_id:
             raise SpecError(f"{shown(spec_path)}: key 'id': {spec_id!r} does not match the file name")
+
+
+def local_model_problem(source: str) -> str | None:
+    """What is wrong with a ``local:`` model folder (read from the working directory, as the
+    trainers read it), or None; an ``hf:`` model is pre-flight's to find, cached or fetched."""
+    kind, _, location = source.partition(":")
+    folder = Path(location)
+    if kind != "local" or probe((folder / "config.json").is_file):
+        return None
+    if probe(folder.is_dir):
+        return f"no config.json in the model folder {location} (from {Path.cwd()})"
+    return f"no model folder {location} (from {Path.cwd()})"

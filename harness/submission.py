@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -45,10 +46,11 @@ def build(run: MilestoneRun) -> str:
     problems = verify_bundle(source)
     assert not problems, f"the source bundle {spec.source} does not verify: {'; '.join(problems)}"
     frozen = frozen_zip(run, spec.id)
-    if run.update_snapshots:
-        build_zip(zip_inputs(run, spec), frozen)
-        return f"froze {frozen.relative_to(run.root)} (sha256 {file_sha256(frozen)})"
     inputs = zip_inputs(run, spec)
+    if run.update_snapshots:
+        # Only a candidate here: validate installs it as the frozen ZIP once it passes.
+        candidate = build_zip(inputs, run.run_dir / SUBMISSION_ZIP)
+        return f"built {SUBMISSION_ZIP} to freeze (sha256 {file_sha256(candidate)})"
     if frozen.is_file() and (changed := changed_inputs(inputs, frozen)):
         raise PhaseBlocked(
             Cause.SKIPPED,
@@ -76,7 +78,24 @@ def changed_inputs(inputs: list[ZipInput], frozen: Path) -> list[str]:
 
 
 def validate(run: MilestoneRun) -> list[str]:
-    """Problems with the frozen ZIP: it opens, matches its manifest, no secrets or unsafe paths, fits."""
+    """Problems with the frozen ZIP: it opens, matches its manifest, has no secrets or unsafe
+    paths, fits its budget.
+
+    With --snapshot-update the candidate that build wrote is validated instead, and only a valid
+    one replaces the frozen ZIP; lock (which needs validate) then records it.
+    """
     spec = run.milestone.spec
     assert isinstance(spec, FreezeSpec)
-    return validate_zip(frozen_zip(run, spec.id), spec.size_budget_mb)
+    frozen = frozen_zip(run, spec.id)
+    if not run.update_snapshots:
+        return validate_zip(frozen, spec.size_budget_mb)
+    candidate = run.run_dir / SUBMISSION_ZIP
+    if not candidate.is_file():
+        return [f"build wrote no {SUBMISSION_ZIP} in {run.run_id}: nothing to freeze"]
+    problems = validate_zip(candidate, spec.size_budget_mb)
+    if not problems:
+        frozen.parent.mkdir(parents=True, exist_ok=True)
+        temporary = frozen.with_name(f".{frozen.name}.tmp")
+        shutil.copyfile(candidate, temporary)
+        temporary.replace(frozen)
+    return problems

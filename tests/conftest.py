@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from trainers.models import ARCHITECTURES
+
 # The property tests' plugin: kept out of milestone sessions by addopts in pyproject.toml.
 pytest_plugins = ["_hypothesis_pytestplugin"]
 
@@ -147,10 +149,14 @@ class MiniProject:
 
 @pytest.fixture
 def mini(pytester: pytest.Pytester) -> MiniProject:
-    """A mini project with three milestones: ``mini``, ``mini-gpu`` (needs CUDA), ``mini-broken``."""
+    """A mini project with three milestones: ``mini``, ``mini-gpu`` (needs CUDA), ``mini-broken``
+    (its model folder has a config.json and no weights: it loads as a spec, then fails to train)."""
     project = MiniProject(pytester)
     project.milestone("mini")
     project.milestone("mini-gpu", accelerator="cuda")
-    project.milestone("mini-broken", model="local:does-not-exist")
+    weightless = project.path / "weightless-model"
+    weightless.mkdir()
+    (weightless / "config.json").write_text(json.dumps(ARCHITECTURES["tiny-gemma"]))
+    project.milestone("mini-broken", model=f"local:{weightless}")
     project.commit("mini milestones")
     return project

@@ -11,7 +11,14 @@ from typing import Any
 import pytest
 import yaml
 
-from harness.specs import FreezeMilestone, Milestone, MilestoneRegistry, SpecError, load_yaml_model
+from harness.specs import (
+    FreezeMilestone,
+    Milestone,
+    MilestoneRegistry,
+    SpecError,
+    load_yaml_model,
+    read_yaml,
+)
 from trainers.config import TrainingConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +41,20 @@ def test_every_shipped_training_milestone_loads(spec_id: str) -> None:
     assert milestone.dataset_path.is_dir()
     assert milestone.evalset_path.is_file()
     assert milestone.spec.hardware.accelerator in milestone.spec.markers
+
+
+SHIPPED_YAML = sorted((ROOT / "configs").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED_YAML, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_shipped_yaml_reads_strictly(path: Path) -> None:
+    """UTF-8 and no key twice in a mapping, read by the loader of every spec and config."""
+    assert isinstance(read_yaml(path), dict)
+
+
+@pytest.mark.parametrize("spec_id", REGISTRY.ids())
+def test_every_shipped_milestone_of_either_kind_loads(spec_id: str) -> None:
+    assert REGISTRY.load(spec_id).id == spec_id
 
 
 def test_shipped_milestone_ids() -> None:
@@ -100,9 +121,10 @@ def test_shipped_training_configs_exist() -> None:
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    """A copy of the shipped configs with empty-but-present dataset and evalset paths."""
+    """A copy of the shipped configs with empty-but-present dataset and evalset files."""
     shutil.copytree(ROOT / "configs", tmp_path / "configs")
     (tmp_path / "datasets" / "dev-reasoning-v2").mkdir(parents=True)
+    (tmp_path / "datasets" / "dev-reasoning-v2" / "traces.jsonl").touch()
     (tmp_path / "evalsets").mkdir()
     (tmp_path / "evalsets" / "eval_v2.jsonl").touch()
     return tmp_path

@@ -70,6 +70,8 @@ def test_manifest_has_real_values_only(run: MilestoneRun) -> None:
     assert manifest["verdict"] == "train failed"
     assert manifest["dataset"] == {
         "path": "datasets/dev-reasoning-v2/traces.jsonl",
+        "resolved_path": str(TRACES),
+        "as_written": "dev-reasoning-v2",
         "sha256": file_sha256(TRACES),
         "records": 550,
     }

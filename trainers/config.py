@@ -2,9 +2,65 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Hashable
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    FiniteFloat,
+    StrictInt,
+    model_validator,
+)
+
+MAX_STEPS = 10**9
+"""The most optimizer steps a run may ask for: optax counts steps in int32 (2**31 - 1), and 10**9
+steps is decades at one step a second, so a larger number is a typo, not a plan."""
+SEED_LIMIT = 2**32
+"""Seeds fit in 32 bits: numpy takes [0, 2**32) only, and such a seed means the same to torch,
+numpy and JAX (whose integers are 32-bit unless x64 is enabled)."""
+
+# Counts are strict integers: YAML's ``true`` or ``4.0`` must not quietly become 1 or 4.
+Count = Annotated[StrictInt, Field(gt=0)]
+StepCount = Annotated[StrictInt, Field(gt=0, le=MAX_STEPS)]
+Seed = Annotated[StrictInt, Field(ge=0, lt=SEED_LIMIT)]
+# Rates and scales are finite: ``.inf`` or ``.nan`` would only surface as a NaN loss mid-run.
+# Floats stay lax about strings (YAML 1.1 reads ``1e-4``, with no dot, as one), not about
+# ``true``, which pydantic would take for 1.0.
+
+
+def _not_a_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("a number is needed, not true or false")
+    return value
+
+
+Real = Annotated[FiniteFloat, BeforeValidator(_not_a_bool)]
+PositiveFinite = Annotated[Real, Field(gt=0)]
+Beta = Annotated[Real, Field(ge=0, lt=1)]
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key repeated in a mapping is an error, not last-wins."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_seen: dict[Hashable, int] = {}
+        for key_node, _ in node.value if isinstance(node, yaml.MappingNode) else ():
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # ``<<: *base`` keys are meant to be overridden
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, Hashable):
+                continue  # an unhashable key is reported by PyYAML itself
+            if key in first_seen:
+                raise yaml.constructor.ConstructorError(
+                    problem=f"duplicate key {key!r}, first on line {first_seen[key]}",
+                    problem_mark=key_node.start_mark,
+                )
+            first_seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
 
 
 class _Strict(BaseModel):
@@ -15,46 +71,46 @@ class OptimizerConfig(_Strict):
     """AdamW settings."""
 
     name: Literal["adamw"]
-    lr: PositiveFloat
-    weight_decay: float = Field(ge=0.0)
-    betas: tuple[float, float]
-    eps: PositiveFloat
+    lr: PositiveFinite
+    weight_decay: Annotated[Real, Field(ge=0.0)]
+    betas: tuple[Beta, Beta]
+    eps: PositiveFinite
 
 
 class ScheduleConfig(_Strict):
     """Linear warm-up, then cosine decay to ``min_lr_ratio`` of the peak."""
 
-    warmup_steps: int = Field(ge=0)
+    warmup_steps: Annotated[StrictInt, Field(ge=0, le=MAX_STEPS)]
     decay: Literal["cosine", "constant"]
-    min_lr_ratio: float = Field(ge=0.0, le=1.0)
+    min_lr_ratio: Annotated[Real, Field(ge=0.0, le=1.0)]
 
 
 class EvalConfig(_Strict):
     """Greedy generation settings for the evaluation phase."""
 
-    batch_size: PositiveInt
-    max_new_tokens: PositiveInt
+    batch_size: Count
+    max_new_tokens: Count
 
 
 class DivergenceConfig(_Strict):
     """Stop when the loss stays above ``factor`` x its running minimum for ``patience`` steps."""
 
-    factor: float = Field(gt=1.0)
-    patience: PositiveInt
+    factor: Annotated[Real, Field(gt=1.0)]
+    patience: Count
 
 
 class LoraConfig(_Strict):
     """Low-rank adapters on the attention and MLP projections; only the adapters are trained."""
 
-    rank: PositiveInt
-    alpha: PositiveFloat
+    rank: Count
+    alpha: PositiveFinite
 
 
 class MeshConfig(_Strict):
     """A ``data`` x ``fsdp`` device mesh: batches split over both axes, weights over ``fsdp``."""
 
-    data: PositiveInt = 1
-    fsdp: PositiveInt = 1
+    data: Count = 1
+    fsdp: Count = 1
 
 
 class ParallelConfig(_Strict):
@@ -65,7 +121,7 @@ class ParallelConfig(_Strict):
     """
 
     strategy: Literal["single", "ddp", "fsdp"] = "single"
-    processes: PositiveInt = 1
+    processes: Count = 1
 
     @model_validator(mode="after")
     def _processes_match_strategy(self) -> ParallelConfig:
@@ -90,15 +146,15 @@ BF16_PURE_IS_TORCH_ONLY = (
 class TrainingConfig(_Strict):
     """Everything about how a model is trained, apart from what and for how long."""
 
-    seed: int
-    batch_size: PositiveInt
-    max_seq_len: PositiveInt
+    seed: Seed
+    batch_size: Count
+    max_seq_len: Count
     precision: Literal["fp32", "bf16", "bf16-pure"]
     """``fp32``; ``bf16``: autocast over float32 weights, gradients and AdamW state; ``bf16-pure``
     (torch backend): all three in bfloat16, half their memory, though bf16 rounds away the AdamW
     updates smaller than a weight's last bit (docs/training.md)."""
-    grad_clip: PositiveFloat
-    log_every: PositiveInt
+    grad_clip: PositiveFinite
+    log_every: Count
     optimizer: OptimizerConfig
     schedule: ScheduleConfig
     divergence: DivergenceConfig
@@ -107,7 +163,7 @@ class TrainingConfig(_Strict):
     """LoRA adapters (jax backend only); None trains every weight."""
     mesh: MeshConfig = MeshConfig()
     """The jax backend's device mesh (jax backend only)."""
-    grad_accum_steps: PositiveInt = 1
+    grad_accum_steps: Count = 1
     """Micro-batches per optimizer step: ``batch_size`` examples are split into this many, so the
     effective batch (and the loss curve) stays the same while activation memory shrinks."""
     batching: Literal["padded", "length_grouped", "packed"] = "padded"
@@ -131,3 +187,25 @@ class TrainingConfig(_Strict):
                 "equal micro-batches"
             )
         return self
+
+
+# Training settings only one backend reads: set on the other backend's milestone they would be
+# silently ignored, so loading refuses them.
+BACKEND_ONLY_SETTINGS = {
+    "torch": ("grad_accum_steps", "batching", "gradient_checkpointing", "compile", "parallel"),
+    "jax": ("lora", "mesh"),
+}
+
+
+def backend_mismatch(backend: str, training: TrainingConfig) -> str | None:
+    """The first training setting ``backend`` cannot honour, as ``key '...': why``; None if none."""
+    if backend == "jax" and training.precision == "bf16-pure":
+        return f"key 'precision': {BF16_PURE_IS_TORCH_ONLY}"
+    for other, names in BACKEND_ONLY_SETTINGS.items():
+        if other == backend:
+            continue
+        for name in names:
+            default = TrainingConfig.model_fields[name].get_default(call_default_factory=True)
+            if getattr(training, name) != default:
+                return f"key '{name}': only the {other} backend reads it"
+    return None
