@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -85,7 +86,11 @@ def allocate_run_dir(runs_root: Path, milestone_id: str) -> Path:
 
 
 def write_bytes(path: Path, data: bytes) -> Path:
-    """Write ``data`` atomically (temp file + rename): a reader sees the old file or the new one."""
+    """Write ``data`` atomically (temp file + rename): a reader sees the old file or the new one.
+
+    Never through a symlink: a linked folder would carry the file out of the bundle."""
+    if path.is_symlink() or path.parent.is_symlink():
+        raise OSError(errno.ELOOP, "refusing to write evidence through a symlink", str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

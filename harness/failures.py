@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import Path
 
 import pytest
 
@@ -72,7 +73,8 @@ WHAT_TO_LOOK_AT = {
     Cause.NONFINITE_LOSS: "training_log.txt and training_metrics.json: learning rate and grad norm "
     "in the steps before the last good one",
     Cause.DIVERGENCE: "the loss curve in training_metrics.json: learning rate, warm-up and grad clip",
-    Cause.DEVICE_ERROR: "gpu_snapshot.txt (driver, CUDA version) and the traceback in report.html",
+    Cause.DEVICE_ERROR: "gpu_snapshot.txt (driver, CUDA version) and the phase's full traceback in "
+    "tracebacks/",
     Cause.MISSING_DEPENDENCY: "env_snapshot.txt lists the installed framework versions",
     Cause.MISSING_CREDENTIAL: "the environment variable named in the reason (its value is never written)",
     Cause.UNSUPPORTED_PLATFORM: "env_snapshot.txt shows the platform; the spec names the one it needs",
@@ -84,7 +86,8 @@ WHAT_TO_LOOK_AT = {
     Cause.BLOCKED: "the outcome of the phase it needs, above",
     Cause.NOT_SELECTED: "the pytest command line (-k, -m, -x) that left the phase out",
     Cause.SKIPPED: "the skip reason above",
-    Cause.ERROR: "the traceback in report.html and training_log.txt",
+    Cause.ERROR: "the phase's full traceback in tracebacks/ (a file named after the phase) and "
+    "training_log.txt",
 }
 
 
@@ -116,3 +119,23 @@ def classify(error: BaseException) -> Cause:
     if any(marker in message for marker in DEVICE_MARKERS):
         return Cause.DEVICE_ERROR
     return Cause.ERROR
+
+
+def has_traceback(excinfo: pytest.ExceptionInfo[BaseException] | None) -> bool:
+    """Whether a failure comes with a traceback worth keeping: all but the one-line failures."""
+    if excinfo is None:
+        return False
+    return not (isinstance(excinfo.value, pytest.fail.Exception) and not excinfo.value.pytrace)
+
+
+def show_in_one_line(
+    report: pytest.TestReport, reason: str, traceback_at: Path | None, config: pytest.Config
+) -> None:
+    """What the terminal, junit and the HTML report show for a phase that did not pass: its skip
+    reason, or the failure's one line and where its full traceback is kept. A ``--tb`` style other
+    than the default, or ``--full-trace``, keeps pytest's own traceback on the terminal."""
+    if report.skipped and isinstance(report.longrepr, tuple):
+        path, line, _ = report.longrepr
+        report.longrepr = (path, line, f"Skipped: {reason}")
+    elif traceback_at and config.option.tbstyle == "auto" and not config.option.fulltrace:
+        report.longrepr = f"{reason} (traceback: {traceback_at.as_posix()})"

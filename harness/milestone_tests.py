@@ -16,7 +16,7 @@ from harness import bundle
 from harness.evaluation import evaluate
 from harness.evidence import consolidate
 from harness.judging import check_phase, hold_to_golden
-from harness.lock import current_record
+from harness.lock import current_record, mismatch
 from harness.preflight import preflight
 from harness.run import MilestoneRun
 from harness.run_rules import check_after, check_before
@@ -42,7 +42,8 @@ __all__ = [
 def assert_frozen_untouched(run: MilestoneRun, frozen_lock: Any) -> None:
     """Every frozen milestone the spec declares still matches its committed lock snapshot."""
     for freeze_id in run.milestone.spec.frozen:
-        assert current_record(run, freeze_id) == frozen_lock(name=freeze_id)
+        record = current_record(run, freeze_id)
+        assert record == frozen_lock(name=freeze_id), mismatch(run, freeze_id)
 
 
 @pytest.mark.phase("preflight")
@@ -87,7 +88,8 @@ def test_validate(milestone_run: MilestoneRun) -> None:
 @pytest.mark.phase("lock")
 def test_lock(milestone_run: MilestoneRun, frozen_lock: Any) -> None:
     freeze_id = milestone_run.milestone.id
-    assert current_record(milestone_run, freeze_id) == frozen_lock(name=freeze_id)
+    record = current_record(milestone_run, freeze_id)
+    assert record == frozen_lock(name=freeze_id), mismatch(milestone_run, freeze_id)
 
 
 @pytest.mark.phase("guardrails-after")

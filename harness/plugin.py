@@ -11,7 +11,7 @@ import pytest
 
 pytest.register_assert_rewrite("harness.milestone_tests")
 
-from harness.lock import frozen_lock_extension  # noqa: E402
+from harness.lock import frozen_lock_extension, locks_in_scope  # noqa: E402
 from harness.plan import milestone_lines, plan_lines  # noqa: E402
 from harness.project import registry, runs_root  # noqa: E402
 from harness.run import MilestoneRun  # noqa: E402
@@ -190,5 +190,10 @@ def trainer(milestone_run: MilestoneRun) -> Trainer:
 
 @pytest.fixture
 def frozen_lock(request: pytest.FixtureRequest, snapshot: Any) -> Any:
-    """The syrupy snapshot of frozen artifacts, kept in ``configs/frozen/<freeze id>.json``."""
-    return snapshot.use_extension(frozen_lock_extension(request.config.rootpath.resolve()))
+    """The syrupy snapshot of frozen artifacts, kept in ``configs/frozen/<freeze id>.json``; syrupy
+    sees the locks of the selected milestones only."""
+    runs = request.config.stash[session_key].runs.values()
+    extension = frozen_lock_extension(
+        request.config.rootpath.resolve(), locks_in_scope([run.milestone for run in runs])
+    )
+    return snapshot.use_extension(extension)

@@ -24,7 +24,7 @@ from harness.distribution import (
     param_of,
 )
 from harness.documents import write_documents
-from harness.failures import Cause, PhaseBlocked, classify
+from harness.failures import Cause, PhaseBlocked, classify, has_traceback, show_in_one_line
 from harness.goldens import golden_path
 from harness.lock import LOCKS_DIR
 from harness.outcomes import PhaseOutcome, Status, describe
@@ -96,7 +96,11 @@ class MilestoneSession:
         self._allow_outputs()
 
     def _allocate_runs(self) -> None:
-        """Lock each milestone, note an earlier run that never finished, allocate a fresh folder."""
+        """Lock each milestone, note an earlier run that never finished, allocate a fresh folder;
+        a symlink anywhere on the way stops the session before anything is written."""
+        runs_dir, series = str(self.config.getini("runs_dir")), map(_series, self.milestones)
+        if refused := history.symlink_refusal(self.root, runs_dir, self.runs_root, series):
+            raise pytest.UsageError(refused)
         self.runs_root.mkdir(parents=True, exist_ok=True)
         for milestone in self.milestones:
             name = _series(milestone)
@@ -122,7 +126,7 @@ class MilestoneSession:
         --update-goldens also the golden curves it was asked to record. The HTML report goes
         into the first run's folder."""
         allowed = [run.run_dir for run in self.runs.values()]
-        allowed += [_lock_path(self.runs_root, _series(m)) for m in self.milestones]
+        allowed += [history.lock_path(self.runs_root, _series(m)) for m in self.milestones]
         if self.config.option.update_goldens:
             allowed += [golden_path(self.root, m) for m in self.milestones if isinstance(m, Milestone)]
         if getattr(self.config.option, "update_snapshots", False):
@@ -265,13 +269,15 @@ class MilestoneSession:
             return report
         phase, run = found
         outcome = _outcome(phase, report, call)
+        kept = None
+        if report.failed and has_traceback(call.excinfo):
+            kept = run.run_dir / bundle.TRACEBACKS_DIR / f"{phase}.txt"
+            bundle.write_text(kept, report.longreprtext + "\n")
         run.record(outcome)
         journal.end_phase(run, outcome)
         run.current_phase = None
         write_documents(run)
-        if report.skipped and isinstance(report.longrepr, tuple):
-            path, line, _ = report.longrepr
-            report.longrepr = (path, line, f"Skipped: {outcome.reason}")
+        show_in_one_line(report, outcome.reason, kept and kept.relative_to(run.root), self.config)
         return report
 
     def pytest_sessionstart(self) -> None:
@@ -368,15 +374,11 @@ def _series(milestone: Milestone | FreezeMilestone) -> str:
     return milestone.id + (REHEARSAL_SUFFIX if milestone.rehearsal else "")
 
 
-def _lock_path(runs_root: Path, series: str) -> Path:
-    return runs_root / f".{series}.lock"
-
-
 def _lock(runs_root: Path, milestone_id: str) -> FileLock:
     """Hold ``.<id>.lock`` for the session; the OS releases it if the process dies."""
-    lock = FileLock(_lock_path(runs_root, milestone_id))
+    lock = FileLock(history.lock_path(runs_root, milestone_id))
     try:
-        lock.acquire(timeout=0)
+        lock.acquire(timeout=history.LOCK_WAIT_S)  # another session may probe it for an instant
     except Timeout:
         raise pytest.UsageError(
             f"--milestone {milestone_id}: another session is running this milestone "

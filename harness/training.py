@@ -1,4 +1,4 @@
-"""The train phase: build the request from the spec, run the backend, log every step, keep the metrics."""
+"""The train phase: build the request from the spec, run the backend, log steps, keep metrics."""
 
 from __future__ import annotations
 
@@ -35,12 +35,14 @@ def build_request(run: MilestoneRun) -> TrainRequest:
 
 
 class StepLogger:
-    """Writes a flushed ``training_log.txt`` line and a progress line every ``every`` steps."""
+    """Every ``every`` steps: ``training_metrics.json`` of the steps so far, rewritten atomically
+    so that a killed run keeps them, a flushed ``training_log.txt`` line and a progress line."""
 
-    def __init__(self, run: MilestoneRun, log: TextIO, total: int, every: int) -> None:
-        self.run, self.log, self.total, self.every = run, log, total, every
+    def __init__(self, run: MilestoneRun, log: TextIO, request: TrainRequest, every: int) -> None:
+        self.run, self.log, self.request, self.every = run, log, request, every
+        self.total = request.total_steps()
         # The terminal gets about ten lines per run; the log file gets every ``every`` steps.
-        self.show_every = max(every, total // 10 // every * every)
+        self.show_every = max(every, self.total // 10 // every * every)
         self.elapsed = 0.0
 
     def __call__(self, record: StepRecord) -> None:
@@ -48,6 +50,9 @@ class StepLogger:
         self.elapsed += record.seconds
         if record.step % self.every and record.step not in (1, self.total):
             return
+        # The metrics go first: the log never names a step that training_metrics.json lacks.
+        metrics = training_metrics(self.run, self.request)
+        bundle.write_json(self.run.run_dir / bundle.TRAINING_METRICS, metrics)
         eta = self.elapsed / record.step * (self.total - record.step)
         line = (
             f"step {record.step}/{self.total} loss {record.loss:.4f} lr {record.lr:.2e} "
@@ -72,7 +77,8 @@ def train(run: MilestoneRun, trainer: Trainer) -> TrainResult:
         )
         log.flush()
         try:
-            result = trainer.train(request, StepLogger(run, log, total, run.milestone.training.log_every))
+            logger = StepLogger(run, log, request, run.milestone.training.log_every)
+            result = trainer.train(request, logger)
         finally:
             bundle.write_json(run.run_dir / bundle.TRAINING_METRICS, training_metrics(run, request))
             write_loss_curve(run)

@@ -142,3 +142,18 @@ def test_write_jsonl_empty(tmp_path: Path) -> None:
 
 def test_summary_name() -> None:
     assert bundle.summary_name("m44") == "m44_summary.md"
+
+
+@pytest.mark.parametrize("linked", ["file", "folder"])
+def test_evidence_is_never_written_through_a_symlink(tmp_path: Path, linked: str) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    run_dir = tmp_path / "smoke_v1"
+    if linked == "folder":
+        run_dir.symlink_to(elsewhere)
+    else:
+        run_dir.mkdir()
+        (run_dir / "run_manifest.json").symlink_to(elsewhere / "run_manifest.json")
+    with pytest.raises(OSError, match="refusing to write evidence through a symlink"):
+        bundle.write_json(run_dir / "run_manifest.json", {"verdict": "passed"})
+    assert list(elsewhere.iterdir()) == []

@@ -104,7 +104,9 @@ def test_sigkill_leaves_a_readable_bundle_that_the_next_session_marks_interrupte
     text = analysis(mini, "mini-long_v1")
     assert "cause class: interrupted" in text and "last good state: step " in text
     for name, content in before.items():
-        if name not in ("run_manifest.json", "failure_analysis.md"):
+        if name == "mini-long_summary.md":  # added to, never rewritten
+            assert (killed / name).read_bytes().startswith(content), f"{name} rewritten"
+        elif name not in ("run_manifest.json", "failure_analysis.md"):
             assert (killed / name).read_bytes() == content, f"{name} changed"
     assert mini.manifest("mini-long_v2")["follows"] == "mini-long_v1"
 

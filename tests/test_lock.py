@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
+import subprocess
+import sys
 from typing import TYPE_CHECKING
 
 import pytest
+
+from tests.conftest import ROOT
 
 if TYPE_CHECKING:
     from tests.conftest import MiniProject
@@ -51,20 +56,56 @@ def test_freeze_once_then_every_change_of_a_frozen_byte_is_caught(mini: MiniProj
     mini.commit("mini declares the frozen submission")
     mini.run("--milestone", "mini").assert_outcomes(passed=7)
 
+    # A lock edited by hand no longer holds the frozen ZIP: one line names both, the diff is kept.
+    lock_file = mini.path / "configs" / "frozen" / "mini-freeze.json"
+    committed = lock_file.read_text()
+    lock_file.write_text(committed.replace(first_sha, "0" * 64))
+    edited = mini.run("--milestone", "mini-freeze")
+    edited.assert_outcomes(passed=7, failed=1, deselected=2)
+    mismatch = (
+        "frozen mini-freeze: submission_runs/mini-freeze/submission.zip does not match its lock "
+        "configs/frozen/mini-freeze.json"
+    )
+    edited.stdout.fnmatch_lines(
+        [f"{mismatch} (traceback: submission_runs/mini-freeze_v3/tracebacks/lock.txt)"]
+    )
+    assert mini.manifest("mini-freeze_v3")["phases"]["lock"]["reason"] == mismatch
+    diff = (mini.bundle("mini-freeze_v3") / "tracebacks" / "lock.txt").read_text().splitlines()
+    pytest.LineMatcher(diff).fnmatch_lines(
+        ['*"submission.zip": {*', f'*-*"sha256": "{"0" * 64}"*', f'*+*"sha256": "{first_sha}"*']
+    )
+    lock_file.write_text(committed)
+
     changed = bytearray(first_bytes)
     changed[len(changed) // 2] ^= 0xFF
     (mini.path / "submission_runs" / "mini-freeze" / "submission.zip").write_bytes(bytes(changed))
     lock = mini.run("--milestone", "mini-freeze")
-    lock.assert_outcomes(passed=5, failed=3, deselected=2)
-    lock.stdout.fnmatch_lines(['*"submission.zip": {*', '*-*"sha256": "' + first_sha + '"*'])
-    phases = mini.manifest("mini-freeze_v3")["phases"]
-    assert "differs from the frozen submission_runs/mini-freeze/submission.zip" in phases["build"]["reason"]
-    assert phases["validate"]["status"] == phases["lock"]["status"] == "failed"
+    lock.assert_outcomes(passed=5, failed=2, skipped=1, deselected=2)
+    phases = mini.manifest("mini-freeze_v4")["phases"]
+    assert "differs from the frozen submission_runs/mini-freeze/" in phases["build"]["reason"]
+    assert phases["validate"]["status"] == "failed" and phases["lock"]["status"] == "skipped"
     guarded = mini.run("--milestone", "mini")
     guarded.assert_outcomes(passed=3, failed=1, skipped=3)
     before = mini.manifest("mini_v3")["phases"]["guardrails-before"]
     assert before["status"] == "failed"
     assert "submission_runs/mini-freeze/submission.zip" in before["reason"]
+
+
+def test_a_freeze_leaves_the_locks_of_other_milestones_alone(mini: MiniProject) -> None:
+    mini.run("--milestone", "mini").assert_outcomes(passed=7)
+    (mini.path / "configs" / "milestones" / "mini-freeze.yaml").write_text(FREEZE)
+    other = mini.path / "configs" / "frozen" / "m42.json"
+    other.parent.mkdir(parents=True)
+    shutil.copy(ROOT / "configs" / "frozen" / "m42.json", other)
+    mini.commit("a freeze milestone, and the lock of a milestone this project does not have")
+    # No path: syrupy then judges every snapshot it discovers, and --snapshot-update deletes
+    # those it finds unused.
+    command = [sys.executable, "-m", "pytest", "--milestone", "mini-freeze", "--snapshot-update"]
+    done = subprocess.run(command, cwd=mini.path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (mini.path / "configs" / "frozen" / "mini-freeze.json").is_file()
+    assert other.read_bytes() == (ROOT / "configs" / "frozen" / "m42.json").read_bytes()
+    assert "unused" not in done.stdout
 
 
 def test_snapshot_updates_are_refused_for_training_milestones_and_under_xdist(mini: MiniProject) -> None:

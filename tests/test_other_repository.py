@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -86,3 +87,16 @@ def test_the_user_project_lists_and_plans_its_own_milestones(user_project: Path)
     assert planned.returncode == 0, planned.stdout + planned.stderr
     assert "milestones/first-run.yaml::test_train[first-run]" in planned.stdout
     assert not (user_project / "evidence").exists()
+
+
+def test_a_lock_no_milestone_declares_is_not_an_unused_snapshot(user_project: Path) -> None:
+    shutil.copytree(ROOT / "configs", user_project / "configs")
+    assert (user_project / "configs" / "frozen" / "m42.json").is_file()
+    git(user_project, "add", "-A")
+    git(user_project, "commit", "-q", "-m", "the configs of another project, its m42 lock included")
+    done = pytest_in(user_project, "--milestone", "first-run")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "unused" not in done.stdout
+    assert (user_project / "configs" / "frozen" / "m42.json").read_bytes() == (
+        ROOT / "configs" / "frozen" / "m42.json"
+    ).read_bytes()
