@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 
 from harness import bundle
 from harness.data import load_evalset, load_traces
@@ -13,8 +12,9 @@ from harness.memory import ModelShape, NoEstimate, estimate, model_config, refus
 from harness.run import MilestoneRun
 from harness.snapshot import env_snapshot, gpu_snapshot, render_env_snapshot
 from harness.specs import FreezeMilestone, Milestone
+from trainers.models import ModelSource, hf_token_set, pretrained_folder
 
-HF_TOKEN_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")
 BACKEND_MODULES = {
     "torch": ("torch", "transformers"),
     "jax": ("jax", "flax", "optax", "orbax", "qwix", "tunix", "safetensors", "transformers"),
@@ -35,7 +35,7 @@ def missing_modules(backend: str) -> list[str]:
 def credential_problem(model_source: str) -> str | None:
     """Why an ``hf:`` model cannot be loaded here: not cached locally and no token to fetch it."""
     kind, _, repo_id = model_source.partition(":")
-    if kind != "hf" or any(os.environ.get(name) for name in HF_TOKEN_VARIABLES):
+    if kind != "hf" or hf_token_set():
         return None
     from huggingface_hub import try_to_load_from_cache
 
@@ -45,6 +45,26 @@ def credential_problem(model_source: str) -> str | None:
         f"{model_source} is not in the local Hugging Face cache and HF_TOKEN is not set "
         f"(gated models such as Gemma need it to download)"
     )
+
+
+def check_model_source(source: str, backend: str) -> None:
+    """A pretrained model the backend can load, checked before anything trains: its folder is
+    there, config.json parses (for jax: into a Tunix Gemma), and a tokenizer sits beside it."""
+    parsed = ModelSource.parse(source)
+    if parsed.kind == "random":
+        return
+    folder = pretrained_folder(parsed)
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        wanted = " or ".join(TOKENIZER_FILES)
+        raise FileNotFoundError(f"model folder {folder} has no tokenizer ({wanted})")
+    if backend == "jax":
+        from trainers.jax_pretrained import CONFIG, read_config, tunix_config
+
+        tunix_config(read_config(folder), str(folder / CONFIG))
+    else:
+        from transformers import AutoConfig
+
+        AutoConfig.from_pretrained(folder, local_files_only=True)
 
 
 def check_memory(milestone: Milestone) -> str:
@@ -63,6 +83,9 @@ def check_memory(milestone: Milestone) -> str:
         return f"not checked: no probe of free {accelerator} memory here"
     sharing = processes if accelerator == "cpu" else 1  # CPU processes share one RAM
     if reason := refusal(needed, memory, sharing):
+        # Printed, so pytest shows the breakdown with the failed phase's one line, on the terminal
+        # and in report.html.
+        print(f"memory estimate of {milestone.id}:\n{needed.table()}")
         raise InsufficientMemory(f"{reason}\n\n{needed.table()}")
     return f"estimate {needed.summary()}; {memory.describe()}"
 
@@ -84,13 +107,9 @@ def preflight(run: MilestoneRun) -> None:
         raise ModuleNotFoundError(
             f"the {spec.backend} backend needs {', '.join(missing)}, not installed in this environment"
         )
-    if spec.backend == "jax" and not spec.model.startswith("random:"):
-        raise ValueError(
-            f"the jax backend builds models from random:<arch> configs; {spec.model} would need "
-            "weight conversion, which this harness does not do"
-        )
     if problem := credential_problem(spec.model):
         raise MissingCredential(problem)
+    check_model_source(spec.model, spec.backend)
     load_traces(run.milestone.dataset_path)
     load_evalset(run.milestone.evalset_path)
     run.progress(f"[{run.run_id}] preflight: memory {check_memory(run.milestone)}")

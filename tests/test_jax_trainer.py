@@ -207,9 +207,14 @@ def test_step_records_match_torch_batch_for_batch(
     assert [r.lr for r in jax_seen] == pytest.approx([r.lr for r in torch_seen], rel=1e-5, abs=1e-9)
 
 
-def test_weights_from_elsewhere_are_refused(tmp_path: Path, examples: tuple[Example, ...]) -> None:
+def test_an_hf_model_outside_the_local_cache_is_not_downloaded_without_a_token(
+    tmp_path: Path, examples: tuple[Example, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     request = TrainRequest(
         "hf:google/gemma-2b", load_config("smoke_jax_tiny.yaml"), examples, 1, None, "cpu", tmp_path
     )
-    with pytest.raises(ValueError, match="would need weight conversion"):
+    with pytest.raises(FileNotFoundError, match="outgoing traffic has been disabled"):
         run(request)

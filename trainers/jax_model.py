@@ -20,6 +20,7 @@ from tunix.models.gemma import model as gemma
 from tunix.rl import reshard
 from tunix.sft.checkpoint_manager import CheckpointManager
 
+from trainers import jax_pretrained, pretrained_tokenizer
 from trainers.config import LoraConfig, MeshConfig
 from trainers.models import ARCHITECTURES, ModelSource
 
@@ -60,19 +61,23 @@ TUNIX_CONFIGS: dict[str, Callable[[], gemma.ModelConfig]] = {
 
 
 def architecture(source: str) -> str:
-    """The architecture of a ``random:<arch>`` source; weights from elsewhere are not converted."""
+    """The architecture of a ``random:<arch>`` source."""
     parsed = ModelSource.parse(source)
-    if parsed.kind != "random":
-        raise ValueError(
-            f"the jax backend builds models from random:<arch> configs; "
-            f"{source} would need weight conversion"
-        )
     if parsed.location not in TUNIX_CONFIGS:
         known = ", ".join(sorted(TUNIX_CONFIGS))
         raise ValueError(
             f"the jax backend has no Tunix config for {parsed.location!r}; it has {known}"
         )
     return parsed.location
+
+
+def loadable(source: str) -> ModelSource:
+    """``source`` parsed, if the jax backend can build it: a ``random:<arch>`` it has a Tunix
+    config for, or a ``local:``/``hf:`` folder in Hugging Face layout."""
+    parsed = ModelSource.parse(source)
+    if parsed.kind == "random":
+        architecture(source)
+    return parsed
 
 
 def build_mesh(config: MeshConfig, device: str) -> jax.sharding.Mesh:
@@ -100,7 +105,7 @@ def quiet_tunix() -> Iterator[None]:
         yield
 
 
-def _mesh_sharding() -> gemma.ShardingConfig:
+def mesh_sharding() -> gemma.ShardingConfig:
     """Tunix's Gemma partitioning on this mesh: weights over "fsdp" as Tunix has them, no tensor
     parallelism, and the batch dimension of activations over both axes like the input batches."""
     default = gemma.ShardingConfig.get_default_sharding()
@@ -115,7 +120,11 @@ def _mesh_sharding() -> gemma.ShardingConfig:
 
 
 def tunix_config(arch: str) -> gemma.ModelConfig:
-    return dataclasses.replace(TUNIX_CONFIGS[arch](), shd_config=_mesh_sharding())
+    return dataclasses.replace(TUNIX_CONFIGS[arch](), shd_config=mesh_sharding())
+
+
+def on_mesh(config: gemma.ModelConfig) -> gemma.ModelConfig:
+    return dataclasses.replace(config, shd_config=mesh_sharding())
 
 
 @quiet_tunix()
@@ -124,7 +133,11 @@ def build_model(
 ) -> gemma.Gemma:
     """The Gemma of ``arch``, randomly initialised from ``seed``, sharded over ``mesh``, with LoRA
     adapters when ``lora`` is set."""
-    config = tunix_config(arch)
+    return with_lora(random_model(tunix_config(arch), seed, mesh), seed, mesh, lora)
+
+
+def random_model(config: gemma.ModelConfig, seed: int, mesh: jax.sharding.Mesh) -> gemma.Gemma:
+    """The Gemma of ``config`` randomly initialised from ``seed``, each weight on its shard."""
 
     @nnx.jit
     def create() -> gemma.Gemma:
@@ -134,7 +147,12 @@ def build_model(
         return model
 
     with mesh:  # the legacy context, which is where Tunix 0.1.7 looks for the mesh
-        model = create()
+        return create()
+
+
+def with_lora(
+    model: gemma.Gemma, seed: int, mesh: jax.sharding.Mesh, lora: LoraConfig | None
+) -> gemma.Gemma:
     if lora is None:
         return model
     provider = qwix.LoraProvider(module_path=LORA_MODULES, rank=lora.rank, alpha=lora.alpha)
@@ -144,15 +162,37 @@ def build_model(
     return reshard.reshard_model_to_mesh(adapted, mesh)
 
 
+@quiet_tunix()
+def load_pretrained(
+    folder: Path, seed: int, mesh: jax.sharding.Mesh, lora: LoraConfig | None
+) -> tuple[gemma.Gemma, Any, dict[str, Any]]:
+    """The Gemma of a Hugging Face folder sharded over ``mesh`` (LoRA adapters seeded by ``seed``
+    when ``lora`` is set), its checked tokenizer, and its transformers config."""
+    hf = jax_pretrained.read_config(folder)
+    config = on_mesh(jax_pretrained.tunix_config(hf, str(folder / jax_pretrained.CONFIG)))
+    tokenizer = pretrained_tokenizer.load_tokenizer(folder)
+    pretrained_tokenizer.check_tokenizer(tokenizer, hf, folder)
+    model = jax_pretrained.load_weights(folder, config, mesh)
+    return with_lora(model, seed, mesh, lora), tokenizer, hf
+
+
 def parameter_count(model: nnx.Module) -> int:
     return sum(leaf.size for leaf in jax.tree.leaves(nnx.state(model, nnx.Param)))
 
 
 def model_card(
-    source: str, arch: str, seed: int, lora: LoraConfig | None, mesh: MeshConfig
+    source: str,
+    config: gemma.ModelConfig,
+    seed: int,
+    lora: LoraConfig | None,
+    mesh: MeshConfig,
+    pretrained: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    """What ``load_model`` needs to rebuild the model, and its Tunix shape for a reader."""
-    config = tunix_config(arch)
+    """What ``load_model`` needs to rebuild the model, and its Tunix shape for a reader.
+
+    A ``random:<arch>`` model is rebuilt from its architecture, a pretrained one from the
+    transformers config of its folder (``pretrained``), so the folder may move after training.
+    """
     shape = (
         "num_layers",
         "num_embed",
@@ -162,15 +202,24 @@ def model_card(
         "head_dim",
         "num_kv_heads",
     )
+    parsed = ModelSource.parse(source)
     return {
         "backend": "jax",
         "model_source": source,
-        "architecture": arch,
+        "architecture": parsed.location if parsed.kind == "random" else None,
+        "pretrained_config": pretrained,
         "seed": seed,
         "lora": lora.model_dump() if lora else None,
         "mesh": mesh.model_dump(),
         "tunix_gemma": {name: getattr(config, name) for name in shape},
     }
+
+
+def card_config(card: dict[str, Any], where: Path) -> gemma.ModelConfig:
+    """The sharded Tunix config a model card describes."""
+    if card["architecture"] is not None:
+        return tunix_config(card["architecture"])
+    return on_mesh(jax_pretrained.tunix_config(card["pretrained_config"], str(where)))
 
 
 def save_checkpoint(
@@ -199,10 +248,13 @@ def save_checkpoint(
 
 def load_model(checkpoint_dir: Path, device: str) -> gemma.Gemma:
     """Rebuild the model of ``checkpoint_dir`` from its card and restore its trained weights."""
-    card = json.loads((checkpoint_dir / MODEL_CARD).read_text(encoding="utf-8"))
+    path = checkpoint_dir / MODEL_CARD
+    card = json.loads(path.read_text(encoding="utf-8"))
     mesh = build_mesh(MeshConfig(**card["mesh"]), device)
     lora = LoraConfig(**card["lora"]) if card["lora"] else None
-    model = build_model(card["architecture"], card["seed"], mesh, lora)
+    with quiet_tunix():
+        model = random_model(card_config(card, path), card["seed"], mesh)
+        model = with_lora(model, card["seed"], mesh, lora)
     manager = CheckpointManager(str((checkpoint_dir / STATE_DIR).resolve()))
     step, _ = manager.maybe_restore(model)
     manager.close()

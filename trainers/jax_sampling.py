@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tunix.generate.sampler import CacheConfig, Sampler
-from tunix.models.gemma.model import Gemma
+from tunix.models.gemma.model import AttentionType, Gemma, ModelConfig
 
 from trainers.encoding import encode_prompt
 
@@ -44,21 +44,47 @@ def greedy_completions(
 ) -> list[str]:
     """Greedy completions of ``prompts`` up to ``<eos>``, in left-padded batches of one shape."""
     adapter = PromptTokenizer(tokenizer)
-    prompt_len = max(len(adapter.encode(prompt)) for prompt in prompts)
-    width = min(batch_size, len(prompts))
+    lengths = [len(adapter.encode(prompt)) for prompt in prompts]
     config = model.config
     cache = CacheConfig(
-        cache_size=prompt_len + max_new_tokens,
+        cache_size=max(lengths) + max_new_tokens,
         num_layers=config.num_layers,
         num_kv_heads=config.num_kv_heads,
         head_dim=config.head_dim,
     )
     sampler = Sampler(model, adapter, cache)
-    completions: list[str] = []
-    for start in range(0, len(prompts), width):
-        chunk = list(prompts[start : start + width])
-        # A short last batch is filled up with its last prompt, so the sampler compiles once.
-        filled = chunk + [chunk[-1]] * (width - len(chunk))
-        output = sampler(filled, max_generation_steps=max_new_tokens, max_prompt_length=prompt_len)
-        completions.extend(output.text[: len(chunk)])
-    return completions
+    completions: dict[int, str] = {}
+    for group in prompt_groups(config, lengths, max_new_tokens):
+        width = min(batch_size, len(group))
+        prompt_len = max(lengths[i] for i in group)
+        for start in range(0, len(group), width):
+            chunk = group[start : start + width]
+            # A short last batch is filled up with its last prompt, so the sampler compiles once.
+            filled = [prompts[i] for i in chunk + [chunk[-1]] * (width - len(chunk))]
+            output = sampler(
+                filled, max_generation_steps=max_new_tokens, max_prompt_length=prompt_len
+            )
+            completions.update(zip(chunk, output.text, strict=False))
+    return [completions[i] for i in range(len(prompts))]
+
+
+def prompt_groups(
+    config: ModelConfig, lengths: Sequence[int], max_new_tokens: int
+) -> list[list[int]]:
+    """Indices of the prompts to batch together: all of them, or those of one length where padding
+    would widen a sliding window.
+
+    Tunix's sliding-window mask counts cache slots, not token positions, so in a left-padded row
+    it reaches back further than the window by the padding, once a sequence outgrows the window.
+    """
+    windows = [
+        config.sliding_window_size
+        for kind in config.attention_types
+        if kind == AttentionType.LOCAL_SLIDING
+    ]
+    if not windows or max(lengths) + max_new_tokens <= min(windows):
+        return [list(range(len(lengths)))]
+    by_length: dict[int, list[int]] = {}
+    for index, length in enumerate(lengths):
+        by_length.setdefault(length, []).append(index)
+    return list(by_length.values())

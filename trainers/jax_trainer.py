@@ -21,6 +21,7 @@ from trainers.char_tokenizer import build_char_tokenizer
 from trainers.config import BF16_PURE_IS_TORCH_ONLY, TrainingConfig
 from trainers.encoding import IGNORE_INDEX, batches, encode_example
 from trainers.guards import LossGuard, TrainingStopped
+from trainers.models import ModelSource, pretrained_folder
 
 # bf16 as torch's autocast has it: bfloat16 matmul inputs, float32 weights and optimizer state.
 MATMUL_PRECISION = {"fp32": "float32", "bf16": "bfloat16"}
@@ -109,14 +110,13 @@ class JaxTrainer:
         """
         config = request.config
         check_precision(config)
-        arch = jax_model.architecture(request.model_source)
-        tokenizer = build_char_tokenizer()
+        source = jax_model.loadable(request.model_source)
         mesh = jax_model.build_mesh(config.mesh, request.device)
         check_batch(config, mesh)
+        model, tokenizer, pretrained = self._model(source, config, mesh)
         rows = [encode_example(tokenizer, ex, config.max_seq_len) for ex in request.examples]
         total = request.total_steps()
         schedule = learning_rate(config, total)
-        model = jax_model.build_model(arch, config.seed, mesh, config.lora)
         trainer = peft_trainer.PeftTrainer(
             model,
             optimizer(config, schedule),
@@ -125,7 +125,7 @@ class JaxTrainer:
             ),
         ).with_gen_model_input_fn(model_input)
         card = jax_model.model_card(
-            request.model_source, arch, config.seed, config.lora, config.mesh
+            request.model_source, model.config, config.seed, config.lora, config.mesh, pretrained
         )
         guard = LossGuard(config.divergence.factor, config.divergence.patience)
         records: list[StepRecord] = []
@@ -175,6 +175,17 @@ class JaxTrainer:
             runtime_s=runtime,
             checkpoint_dir=request.checkpoint_dir,
         )
+
+    @staticmethod
+    def _model(
+        source: ModelSource, config: TrainingConfig, mesh: jax.sharding.Mesh
+    ) -> tuple[nnx.Module, Any, dict[str, Any] | None]:
+        """The model, its tokenizer and, for a pretrained folder, its transformers config."""
+        if source.kind == "random":
+            model = jax_model.build_model(source.location, config.seed, mesh, config.lora)
+            return model, build_char_tokenizer(), None
+        folder = pretrained_folder(source)
+        return jax_model.load_pretrained(folder, config.seed, mesh, config.lora)
 
     @staticmethod
     def _save(

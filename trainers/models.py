@@ -75,12 +75,41 @@ class ModelSource:
         return cls(kind, location)
 
 
+HF_TOKEN_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+# What a model folder needs: configs, weights and the tokenizer; not the other formats a hub
+# repository may also hold (gguf, PyTorch pickles).
+PRETRAINED_FILES = ("*.json", "*.safetensors", "tokenizer.model")
+
+
+def hf_token_set() -> bool:
+    return any(os.environ.get(name) for name in HF_TOKEN_VARIABLES)
+
+
+def pretrained_folder(parsed: ModelSource) -> Path:
+    """The Hugging Face layout folder of a ``local:`` or ``hf:`` source, the same on both
+    backends: ``hf:`` from the local Hugging Face cache, fetched only when a token is set."""
+    if parsed.kind == "local":
+        folder = Path(parsed.location)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"model folder {parsed.location} does not exist")
+        return folder
+    if parsed.kind != "hf":
+        raise ValueError(f"{parsed.kind}:{parsed.location} has no pretrained folder")
+    from huggingface_hub import snapshot_download
+
+    fetched = snapshot_download(
+        parsed.location, allow_patterns=list(PRETRAINED_FILES), local_files_only=not hf_token_set()
+    )
+    return Path(fetched)
+
+
 def build_model_and_tokenizer(source: str, seed: int) -> tuple[Any, Any]:
     """Instantiate the model (random init seeded by ``seed``) and its tokenizer."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     from trainers.char_tokenizer import build_char_tokenizer
+    from trainers.pretrained_tokenizer import check_tokenizer, load_tokenizer
 
     parsed = ModelSource.parse(source)
     if parsed.kind == "random":
@@ -89,9 +118,10 @@ def build_model_and_tokenizer(source: str, seed: int) -> tuple[Any, Any]:
         config._attn_implementation = "sdpa"
         torch.manual_seed(seed)
         return AutoModelForCausalLM.from_config(config), build_char_tokenizer()
-    if parsed.kind == "local" and not Path(parsed.location).is_dir():
-        raise FileNotFoundError(f"model folder {parsed.location} does not exist (source {source!r})")
-    # hf: sources load from the local Hugging Face cache; only with a token may they be fetched.
-    options = {"local_files_only": parsed.kind == "local" or not os.environ.get("HF_TOKEN")}
-    model = AutoModelForCausalLM.from_pretrained(parsed.location, attn_implementation="sdpa", **options)
-    return model, AutoTokenizer.from_pretrained(parsed.location, **options)
+    folder = pretrained_folder(parsed)
+    model = AutoModelForCausalLM.from_pretrained(
+        folder, attn_implementation="sdpa", local_files_only=True
+    )
+    tokenizer = load_tokenizer(folder)
+    check_tokenizer(tokenizer, model.config.to_dict(), folder)
+    return model, tokenizer
