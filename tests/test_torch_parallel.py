@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
+import pickle
+import shutil
+import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +141,7 @@ def test_a_failing_worker_names_its_rank_exit_code_and_last_log_lines(
     assert message.startswith("torchrun exited with code 1")
     assert "rank 0 exited with code 1: FileNotFoundError: model folder" in message
     assert "last lines of rank 0's stderr.log:" in message
+    shutil.rmtree(kept_folder(message))
 
 
 @pytest.mark.slow
@@ -169,3 +177,98 @@ def test_divergence_in_the_workers_stops_the_run_with_the_weights_before_it(
     kept, after_step_1 = weights(tmp_path / "ddp"), weights(tmp_path / "one")
     for name, tensor in after_step_1.items():
         torch.testing.assert_close(kept[name], tensor, rtol=0, atol=1e-2, msg=name)
+
+
+def kept_folder(message: str) -> Path:
+    """The torchrun folder a message names at the end of its first line."""
+    return Path(message.splitlines()[0].rpartition(" are in ")[2])
+
+
+@pytest.mark.slow
+def test_a_rank_that_aborts_at_shutdown_after_reporting_done_leaves_a_finished_run(
+    examples: tuple[Example, ...], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("torch")
+    from trainers.torch_parallel import ABORT_AT, AbortedAtShutdown
+
+    monkeypatch.setenv(ABORT_AT, "1:after-done")
+    config = config_with(parallel={"strategy": "ddp", "processes": 2})
+    with pytest.warns(AbortedAtShutdown) as warned:
+        result, seen = train(examples, config, tmp_path)
+    message = str(warned[0].message)
+    assert "rank 1 aborted at shutdown after finishing (exit code -6, SIGABRT)" in message
+    assert "torchrun exited with code 1, but every rank had reported finishing" in message
+    assert [r.step for r in seen] == list(range(1, STEPS + 1))
+    assert list(result.steps) == seen
+    assert (result.checkpoint_dir / "model.safetensors").exists()
+    logs = kept_folder(message)
+    assert logs.name == "logs" and list(logs.glob("*/attempt_*/1/stderr.log"))
+    shutil.rmtree(logs.parent)
+
+
+@pytest.mark.slow
+def test_a_rank_that_aborts_before_reporting_done_fails_the_run_even_with_a_result(
+    examples: tuple[Example, ...], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("torch")
+    from trainers.torch_parallel import ABORT_AT, WorkerFailed
+
+    monkeypatch.setenv(ABORT_AT, "1:before-done")
+    config = config_with(parallel={"strategy": "ddp", "processes": 2})
+    with pytest.raises(WorkerFailed) as failure:
+        train(examples, config, tmp_path)
+    message = str(failure.value)
+    assert message.startswith("torchrun exited with code 1")
+    assert "ranks that did not report finishing: 1\n" in message
+    folder = kept_folder(message)
+    assert (folder / "result.pkl").exists()  # rank 0 finished: the done records decide
+    shutil.rmtree(folder)
+
+
+# One FSDP process: train a step, leave, and name the threads left running before and after.
+LEAVE = """
+import json, pickle, sys
+from pathlib import Path
+import torch.distributed as dist
+from trainers.torch_parallel import FSDPReplica
+from trainers.torch_trainer import fit
+
+def threads():
+    return sorted(task.read_text().strip() for task in Path("/proc/self/task").glob("*/comm"))
+
+dist.init_process_group("gloo")
+replica = FSDPReplica()
+with open(sys.argv[1], "rb") as request:
+    fit(pickle.load(request), lambda record: None, replica)
+before = threads()
+replica.leave()
+print(json.dumps({"before": before, "after": threads()}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="threads are listed from /proc")
+def test_an_fsdp_worker_that_leaves_stops_gloo_threads_before_the_interpreter_exits(
+    examples: tuple[Example, ...], tmp_path: Path
+) -> None:
+    pytest.importorskip("torch")
+    request = TrainRequest("random:tiny-gemma", config_with(), examples, 1, None, "cpu", tmp_path)
+    (tmp_path / "request.pkl").write_bytes(pickle.dumps(request))
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port),
+        "RANK": "0",
+        "LOCAL_RANK": "0",
+        "WORLD_SIZE": "1",
+    }
+    script = [sys.executable, "-c", LEAVE, str(tmp_path / "request.pkl")]
+    done = subprocess.run(script, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    threads = json.loads(done.stdout.splitlines()[-1])
+    assert any("gloo" in name for name in threads["before"])
+    assert not [name for name in threads["after"] if "gloo" in name]
