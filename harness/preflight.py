@@ -53,10 +53,12 @@ def check_model_source(source: str, backend: str) -> None:
     parsed = ModelSource.parse(source)
     if parsed.kind == "random":
         return
-    folder = pretrained_folder(parsed)
-    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
-        wanted = " or ".join(TOKENIZER_FILES)
-        raise FileNotFoundError(f"model folder {folder} has no tokenizer ({wanted})")
+    try:
+        folder = pretrained_folder(parsed, fetch=False)
+    except FileNotFoundError:
+        if parsed.kind == "hf":
+            return  # not cached but a token is set: train fetches it, then loads it the same way
+        raise
     if backend == "jax":
         from trainers.jax_pretrained import CONFIG, read_config, tunix_config
 
@@ -65,6 +67,9 @@ def check_model_source(source: str, backend: str) -> None:
         from transformers import AutoConfig
 
         AutoConfig.from_pretrained(folder, local_files_only=True)
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        wanted = " or ".join(TOKENIZER_FILES)
+        raise FileNotFoundError(f"model folder {folder} has no tokenizer ({wanted})")
 
 
 def check_memory(milestone: Milestone) -> str:

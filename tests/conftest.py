@@ -150,13 +150,15 @@ class MiniProject:
 @pytest.fixture
 def mini(pytester: pytest.Pytester) -> MiniProject:
     """A mini project with three milestones: ``mini``, ``mini-gpu`` (needs CUDA), ``mini-broken``
-    (its model folder has a config.json and no weights: it loads as a spec, then fails to train)."""
+    (its model folder has a config.json and a tokenizer but no weights: it passes pre-flight,
+    then fails to train)."""
     project = MiniProject(pytester)
     project.milestone("mini")
     project.milestone("mini-gpu", accelerator="cuda")
     weightless = project.path / "weightless-model"
     weightless.mkdir()
     (weightless / "config.json").write_text(json.dumps(ARCHITECTURES["tiny-gemma"]))
+    shutil.copy(ROOT / "tests" / "data" / "char_tokenizer.json", weightless / "tokenizer.json")
     project.milestone("mini-broken", model=f"local:{weightless}")
     project.commit("mini milestones")
     return project

@@ -8,6 +8,7 @@ import gc
 import itertools
 import json
 import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -265,6 +266,7 @@ def test_preflight_refuses_m44_on_a_16_gib_gpu(
     snapshot = cache / "models--google--gemma-2b" / "snapshots" / "0123abc"
     snapshot.mkdir(parents=True)
     (snapshot / "config.json").write_text(json.dumps(ARCHITECTURES["gemma-2b"]))
+    shutil.copy(ROOT / "tests" / "data" / "char_tokenizer.json", snapshot / "tokenizer.json")
     (cache / "models--google--gemma-2b" / "refs").mkdir()
     (cache / "models--google--gemma-2b" / "refs" / "main").write_text("0123abc")
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(cache))

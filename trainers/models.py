@@ -85,9 +85,10 @@ def hf_token_set() -> bool:
     return any(os.environ.get(name) for name in HF_TOKEN_VARIABLES)
 
 
-def pretrained_folder(parsed: ModelSource) -> Path:
+def pretrained_folder(parsed: ModelSource, *, fetch: bool = True) -> Path:
     """The Hugging Face layout folder of a ``local:`` or ``hf:`` source, the same on both
-    backends: ``hf:`` from the local Hugging Face cache, fetched only when a token is set."""
+    backends: ``hf:`` from the local Hugging Face cache, fetched only when a token is set (and
+    ``fetch``). Not there: ``FileNotFoundError``."""
     if parsed.kind == "local":
         folder = Path(parsed.location)
         if not folder.is_dir():
@@ -98,7 +99,9 @@ def pretrained_folder(parsed: ModelSource) -> Path:
     from huggingface_hub import snapshot_download
 
     fetched = snapshot_download(
-        parsed.location, allow_patterns=list(PRETRAINED_FILES), local_files_only=not hf_token_set()
+        parsed.location,
+        allow_patterns=list(PRETRAINED_FILES),
+        local_files_only=not (fetch and hf_token_set()),
     )
     return Path(fetched)
 
