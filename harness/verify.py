@@ -18,7 +18,7 @@ import jsonschema
 from harness import bundle
 from harness.phases import EVALUATE, TRAIN
 
-CHECKSUMS = "SHA256SUMS"
+CHECKSUMS = bundle.SHA256SUMS
 SCHEMAS_DIR = Path(__file__).parent / "schemas"
 FREEZE_MANIFEST = "freeze_manifest.json"
 SCHEMA_FILES = (bundle.RUN_MANIFEST, bundle.TRAINING_METRICS, bundle.EVALUATION_RESULTS)

@@ -99,7 +99,10 @@ def test_a_run_killed_in_training_is_marked_at_its_last_logged_step(run: Milesto
     assert "- last good state: step 20, loss 3.0000, lr 1.00e-03 (training_metrics.json)" in text
     assert "not selected" not in text and "-k, -m, -x" not in text
     summary = (run.run_dir / bundle.summary_name(run.milestone.id)).read_text(encoding="utf-8")
-    assert "## Interrupted" in summary and "| train | failed | interrupted | interrupted at step 20" in summary
+    assert (
+        "## Interrupted" in summary
+        and "| train | failed | interrupted | interrupted at step 20" in summary
+    )
     assert (run.run_dir / CHECKSUMS).is_file()
     assert verify_bundle(run.run_dir) == []
 
