@@ -127,8 +127,3 @@ def redactor(keep: Sequence[str] = (), environ: Mapping[str, str] | None = None)
 def redact(text: str, environ: Mapping[str, str] | None = None) -> str:
     """``text`` with every secret value replaced by ``[REDACTED]``."""
     return redactor(environ=environ).text(text)
-
-
-def redact_data(data: Any, environ: Mapping[str, str] | None = None) -> Any:
-    """``data`` (JSON-like) with secrets hidden in its string values, before it is serialised."""
-    return redactor(environ=environ).data(data)

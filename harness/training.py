@@ -10,7 +10,6 @@ from harness import bundle
 from harness.data import load_traces
 from harness.plots import loss_curve_png
 from harness.prompting import format_completion, format_prompt
-from harness.redact import redact
 from harness.run import MilestoneRun
 from harness.writers import training_metrics
 from trainers.base import Example, StepRecord, Trainer, TrainRequest, TrainResult
@@ -59,7 +58,7 @@ class StepLogger:
             f"grad_norm {record.grad_norm:.3f} tokens/s {record.tokens / record.seconds:.0f} "
             f"elapsed {self.elapsed:.1f}s eta {eta:.0f}s"
         )
-        self.log.write(redact(line) + "\n")
+        self.log.write(bundle.evidence_redactor().text(line) + "\n")
         self.log.flush()
         if record.step % self.show_every == 0 or record.step in (1, self.total):
             self.run.progress(f"[{self.run.run_id}] train: {line}")
