@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -16,6 +18,13 @@ from trainers.models import ARCHITECTURES
 
 # The property tests' plugin: kept out of milestone sessions by addopts in pyproject.toml.
 pytest_plugins = ["_hypothesis_pytestplugin"]
+
+# pytester restores sys.modules after each of its tests, dropping a framework first imported in
+# one; torch and jaxlib then crash the process when the next test imports them again. Imported
+# here, before any test runs, they stay loaded whatever subset of the tier is selected.
+for _framework in ("torch", "jax"):
+    if importlib.util.find_spec(_framework) is not None:
+        importlib.import_module(_framework)
 
 ROOT = Path(__file__).resolve().parents[1]
 
