@@ -319,7 +319,7 @@ def test_a_pretrained_folder_fine_tunes_and_generates(
     assert len(seen) == 3 and all(np.isfinite(seen))
     reference = AutoModelForCausalLM.from_pretrained(folders["gemma2"])
     assert result.model_parameters == reference.num_parameters()
-    card = json.loads((result.checkpoint_dir / "config.json").read_text())
+    card = json.loads((result.checkpoint_dir / jax_model.MODEL_CARD).read_text())
     assert card["architecture"] is None and card["pretrained_config"]["model_type"] == "gemma2"
     completions = JaxTrainer().generate(
         result.checkpoint_dir, prompts(), max_new_tokens=8, batch_size=2, device="cpu"

@@ -15,6 +15,7 @@ pytest.importorskip("tunix")
 pytestmark = pytest.mark.slow
 
 import safetensors.numpy  # noqa: E402
+from flax import nnx  # noqa: E402
 
 from harness.data import load_traces  # noqa: E402
 from harness.prompting import format_completion, format_prompt  # noqa: E402
@@ -24,7 +25,7 @@ from trainers.char_tokenizer import build_char_tokenizer  # noqa: E402
 from trainers.config import TrainingConfig  # noqa: E402
 from trainers.encoding import batches, encode_example  # noqa: E402
 from trainers.guards import Divergence, NonFiniteLoss  # noqa: E402
-from trainers.jax_model import build_mesh, build_model  # noqa: E402
+from trainers.jax_model import MODEL_CARD, build_mesh, build_model, load_model  # noqa: E402
 from trainers.jax_trainer import JaxTrainer, learning_rate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,7 +108,13 @@ def test_checkpoint_holds_orbax_state_safetensors_card_and_tokenizer(
     trained: tuple[TrainResult, list[StepRecord]],
 ) -> None:
     checkpoint = trained[0].checkpoint_dir
-    for name in ("config.json", "model.safetensors", "tokenizer.json", f"state/{STEPS}"):
+    for name in (
+        MODEL_CARD,
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        f"state/{STEPS}",
+    ):
         assert (checkpoint / name).exists(), name
     weights = safetensors.numpy.load_file(str(checkpoint / "model.safetensors"))
     assert sum(w.size for w in weights.values()) == trained[0].model_parameters
@@ -157,10 +164,11 @@ def test_lora_trains_only_the_adapters(
     weights = safetensors.numpy.load_file(str(result.checkpoint_dir / "model.safetensors"))
     base = build_model("tiny-gemma", config.seed, build_mesh(config.mesh, "cpu"), None)
     assert (
-        weights["embedder.input_embedding"].tolist() == base.embedder.input_embedding[...].tolist()
+        weights["model.embed_tokens.weight"].tolist() == base.embedder.input_embedding[...].tolist()
     )
-    adapters = [name for name in weights if "_lora_" in name]
-    assert adapters and any(weights[name].any() for name in adapters if name.endswith("_lora_b"))
+    restored = nnx.to_flat_state(nnx.state(load_model(result.checkpoint_dir, "cpu"), nnx.LoRAParam))
+    adapters = [weight.get_value() for path, weight in restored if path[-1].endswith("_lora_b")]
+    assert adapters and any(weight.any() for weight in adapters)
     completions = JaxTrainer().generate(
         result.checkpoint_dir, [examples[0].prompt], max_new_tokens=8, batch_size=1, device="cpu"
     )

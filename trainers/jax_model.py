@@ -12,15 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import numpy as np
 import qwix
-import safetensors.numpy
 from flax import nnx
 from tunix.models.gemma import model as gemma
 from tunix.rl import reshard
 from tunix.sft.checkpoint_manager import CheckpointManager
 
-from trainers import jax_pretrained, pretrained_tokenizer
+from trainers import jax_export, jax_pretrained, pretrained_tokenizer
 from trainers.config import LoraConfig, MeshConfig
 from trainers.models import ARCHITECTURES, ModelSource
 
@@ -29,8 +27,8 @@ MESH_AXES = ("data", "fsdp")
 # Every batch is split over all devices: "data" replicates the weights, "fsdp" shards them.
 BATCH_AXES = (MESH_AXES,)
 LORA_MODULES = ".*q_einsum|.*kv_einsum|.*gate_proj|.*down_proj|.*up_proj"
-MODEL_CARD = "config.json"
-WEIGHTS = "model.safetensors"
+# The Hugging Face layout's config.json is transformers' config; the card has a name of its own.
+MODEL_CARD = "model_card.json"
 STATE_DIR = "state"
 
 
@@ -155,11 +153,38 @@ def with_lora(
 ) -> gemma.Gemma:
     if lora is None:
         return model
+    return reshard.reshard_model_to_mesh(lora_adapted(model, seed, lora), mesh)
+
+
+def lora_adapted(model: gemma.Gemma, seed: int, lora: LoraConfig) -> gemma.Gemma:
+    """``model`` with qwix LoRA adapters (seeded by ``seed``) on ``LORA_MODULES``."""
     provider = qwix.LoraProvider(module_path=LORA_MODULES, rank=lora.rank, alpha=lora.alpha)
-    adapted = qwix.apply_lora_to_model(
+    adapted: gemma.Gemma = qwix.apply_lora_to_model(
         model, provider, rngs=nnx.Rngs(seed), **model.get_model_input()
     )
-    return reshard.reshard_model_to_mesh(adapted, mesh)
+    return adapted
+
+
+def abstract_model(
+    config: gemma.ModelConfig, mesh: jax.sharding.Mesh, lora: LoraConfig | None
+) -> gemma.Gemma:
+    """The Gemma of ``config`` (with LoRA adapters when ``lora`` is set) as the shape, dtype and
+    shard on ``mesh`` of each weight: nothing is initialised, so orbax restores straight into it."""
+
+    def create() -> gemma.Gemma:
+        model = gemma.Gemma(config, rngs=nnx.Rngs(params=0))
+        return model if lora is None else lora_adapted(model, 0, lora)
+
+    with mesh:
+        shapes = nnx.eval_shape(create)
+    graph, state = nnx.split(shapes)
+    state = jax.tree.map(
+        lambda leaf, sharding: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding),
+        state,
+        nnx.get_named_sharding(state, mesh),
+    )
+    model: gemma.Gemma = nnx.merge(graph, state)
+    return model
 
 
 @quiet_tunix()
@@ -228,33 +253,35 @@ def save_checkpoint(
     optimizer: nnx.Optimizer,
     step: int,
     card: dict[str, Any],
+    tokenizer: Any,
 ) -> None:
-    """Orbax state (weights and optimizer) through Tunix's checkpoint manager, a safetensors copy of
-    the weights (the bundle's portable file) and the model card."""
+    """Orbax state (weights and optimizer) through Tunix's checkpoint manager, the model in Hugging
+    Face layout (LoRA merged; ``tokenizer`` gives a random model's special ids) and the card."""
     state_dir = (checkpoint_dir / STATE_DIR).resolve()
     # One folder holds one run's final state; orbax refuses to overwrite a step.
     shutil.rmtree(state_dir, ignore_errors=True)
     manager = CheckpointManager(str(state_dir))
     manager.save(step, model, optimizer, force=True)
     manager.close()
-    weights = nnx.to_flat_state(nnx.state(model, nnx.Param))
-    tensors = {
-        ".".join(map(str, path)): np.asarray(jax.device_get(var.get_value()))
-        for path, var in weights
-    }
-    safetensors.numpy.save_file(tensors, str(checkpoint_dir / WEIGHTS))
+    hf = jax_export.transformers_config(card, model.config, tokenizer)
+    jax_export.export(checkpoint_dir, model, hf, _lora(card))
     (checkpoint_dir / MODEL_CARD).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
 
 
+def _lora(card: dict[str, Any]) -> LoraConfig | None:
+    return LoraConfig(**card["lora"]) if card["lora"] else None
+
+
 def load_model(checkpoint_dir: Path, device: str) -> gemma.Gemma:
-    """Rebuild the model of ``checkpoint_dir`` from its card and restore its trained weights."""
+    """Rebuild the model of ``checkpoint_dir`` shape-only from its card, each weight placed on its
+    shard of the card's mesh, and restore its trained weights into it."""
     path = checkpoint_dir / MODEL_CARD
+    if not path.is_file():
+        raise FileNotFoundError(f"{checkpoint_dir} has no model card {MODEL_CARD}")
     card = json.loads(path.read_text(encoding="utf-8"))
     mesh = build_mesh(MeshConfig(**card["mesh"]), device)
-    lora = LoraConfig(**card["lora"]) if card["lora"] else None
     with quiet_tunix():
-        model = random_model(card_config(card, path), card["seed"], mesh)
-        model = with_lora(model, card["seed"], mesh, lora)
+        model = abstract_model(card_config(card, path), mesh, _lora(card))
     manager = CheckpointManager(str((checkpoint_dir / STATE_DIR).resolve()))
     step, _ = manager.maybe_restore(model)
     manager.close()

@@ -113,7 +113,7 @@ class JaxTrainer:
         source = jax_model.loadable(request.model_source)
         mesh = jax_model.build_mesh(config.mesh, request.device)
         check_batch(config, mesh)
-        model, tokenizer, pretrained = self._model(source, config, mesh)
+        model, tokenizer, pretrained = self._model(source, config, mesh, request.hub_cache)
         rows = [encode_example(tokenizer, ex, config.max_seq_len) for ex in request.examples]
         total = request.total_steps()
         schedule = learning_rate(config, total)
@@ -178,13 +178,22 @@ class JaxTrainer:
 
     @staticmethod
     def _model(
-        source: ModelSource, config: TrainingConfig, mesh: jax.sharding.Mesh
+        source: ModelSource,
+        config: TrainingConfig,
+        mesh: jax.sharding.Mesh,
+        hub_cache: Path | None,
     ) -> tuple[nnx.Module, Any, dict[str, Any] | None]:
-        """The model, its tokenizer and, for a pretrained folder, its transformers config."""
+        """The model, its tokenizer and, for a pretrained folder, its transformers config (for
+        Kaggle's Flax layout, the one its shapes give)."""
+        from trainers import jax_kaggle
+        from trainers.models import flax_checkpoint
+
         if source.kind == "random":
             model = jax_model.build_model(source.location, config.seed, mesh, config.lora)
             return model, build_char_tokenizer(), None
-        folder = pretrained_folder(source)
+        folder = pretrained_folder(source, hub_cache=hub_cache)
+        if source.kind == "kaggle" and flax_checkpoint(folder) is not None:
+            return jax_kaggle.load_kaggle(folder, config.seed, mesh, config.lora)
         return jax_model.load_pretrained(folder, config.seed, mesh, config.lora)
 
     @staticmethod
@@ -197,7 +206,7 @@ class JaxTrainer:
         tokenizer: Any,
     ) -> None:
         request.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        jax_model.save_checkpoint(request.checkpoint_dir, model, optimizer, step, card)
+        jax_model.save_checkpoint(request.checkpoint_dir, model, optimizer, step, card, tokenizer)
         tokenizer.save_pretrained(request.checkpoint_dir)
 
     @jax_model.quiet_tunix()
@@ -210,7 +219,8 @@ class JaxTrainer:
         batch_size: int,
         device: str,
     ) -> list[str]:
-        """Greedy completions for ``prompts`` from the checkpoint's restored weights."""
+        """Greedy completions for ``prompts`` from the checkpoint's orbax state, restored into the
+        model rebuilt shape-only from its card."""
         model = jax_model.load_model(checkpoint_dir, device)
         tokenizer = PreTrainedTokenizerFast.from_pretrained(checkpoint_dir)
         return jax_sampling.greedy_completions(

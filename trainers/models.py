@@ -1,4 +1,5 @@
-"""Model sources: ``random:<arch>`` (built from a config), ``hf:<id>`` and ``local:<path>``."""
+"""Model sources: ``random:<arch>`` (built from a config), ``hf:<id>``, ``local:<path>`` and
+``kaggle:<folder or handle>``."""
 
 from __future__ import annotations
 
@@ -57,6 +58,9 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {
 }
 
 
+KINDS = ("random", "hf", "local", "kaggle")
+
+
 @dataclass(frozen=True)
 class ModelSource:
     """A parsed ``kind:location`` model source."""
@@ -67,8 +71,11 @@ class ModelSource:
     @classmethod
     def parse(cls, source: str) -> ModelSource:
         kind, sep, location = source.partition(":")
-        if not sep or kind not in ("random", "hf", "local") or not location:
-            raise ValueError(f"model source {source!r} is not random:<arch>, hf:<id> or local:<path>")
+        if not sep or kind not in KINDS or not location:
+            raise ValueError(
+                f"model source {source!r} is not random:<arch>, hf:<id>, local:<path> or "
+                "kaggle:<folder or handle>"
+            )
         if kind == "random" and location not in ARCHITECTURES:
             known = ", ".join(sorted(ARCHITECTURES))
             raise ValueError(f"unknown architecture {location!r} in {source!r}; known: {known}")
@@ -81,14 +88,98 @@ HF_TOKEN_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 PRETRAINED_FILES = ("*.json", "*.safetensors", "tokenizer.model")
 
 
+# A folder holding one of these is an orbax checkpoint (older orbax writes no
+# _CHECKPOINT_METADATA); Kaggle's Flax variants put one beside tokenizer.model.
+ORBAX_FILES = ("_CHECKPOINT_METADATA", "_METADATA", "checkpoint")
+KAGGLE_HANDLE = "<owner>/<model>/<framework>/<variation>[/<version>]"
+KAGGLE_CREDENTIALS = "KAGGLE_USERNAME and KAGGLE_KEY, or ~/.kaggle/kaggle.json"
+
+
 def hf_token_set() -> bool:
     return any(os.environ.get(name) for name in HF_TOKEN_VARIABLES)
 
 
-def pretrained_folder(parsed: ModelSource, *, fetch: bool = True) -> Path:
-    """The Hugging Face layout folder of a ``local:`` or ``hf:`` source, the same on both
-    backends: ``hf:`` from the local Hugging Face cache, fetched only when a token is set (and
-    ``fetch``). Not there: ``FileNotFoundError``."""
+def kaggle_credentials_set() -> bool:
+    from kagglehub.config import get_kaggle_credentials
+
+    return get_kaggle_credentials() is not None
+
+
+def kaggle_folder(location: str, *, fetch: bool = True) -> Path:
+    """The folder of a ``kaggle:`` source: a path as for ``local:``, else a Kaggle handle from
+    kagglehub's cache (``KAGGLEHUB_CACHE``; a versioned handle resolves offline), downloaded only
+    with Kaggle credentials (and ``fetch``). Not there: ``FileNotFoundError``."""
+    folder = Path(location)
+    if folder.is_dir():
+        return folder
+    parts = location.split("/")
+    if folder.is_absolute() or location.startswith(".") or len(parts) not in (4, 5):
+        raise FileNotFoundError(
+            f"kaggle:{location} is no model folder (from {Path.cwd()}) nor a Kaggle handle "
+            f"{KAGGLE_HANDLE}"
+        )
+    from kagglehub import model_download
+    from kagglehub.cache import Cache
+    from kagglehub.config import get_cache_folder
+    from kagglehub.handle import parse_model_handle
+
+    try:
+        handle = parse_model_handle(location)
+    except ValueError as error:
+        raise FileNotFoundError(
+            f"kaggle:{location} is no Kaggle handle {KAGGLE_HANDLE}: {error}"
+        ) from None
+    # Finding an unversioned handle's latest version always asks Kaggle.
+    if handle.is_versioned() and (cached := Cache().load_from_cache(handle)):
+        return Path(cached)
+    where = "names no version" if not handle.is_versioned() else "is not in the kagglehub cache"
+    if not kaggle_credentials_set():
+        raise FileNotFoundError(
+            f"kaggle:{location} {where} ({get_cache_folder()}) and no Kaggle credentials are set "
+            f"({KAGGLE_CREDENTIALS}) to download it"
+        )
+    if not fetch:
+        raise FileNotFoundError(f"kaggle:{location} {where} ({get_cache_folder()})")
+    try:
+        return Path(model_download(location))
+    except OSError as error:  # requests' connection and HTTP errors are OSErrors
+        raise FileNotFoundError(f"kaggle:{location} could not be downloaded: {error}") from None
+
+
+def flax_checkpoint(folder: Path) -> Path | None:
+    """The orbax checkpoint of a folder in Kaggle's Flax layout (no config.json, the checkpoint
+    folder beside tokenizer.model), or None for any other folder."""
+    if (folder / "config.json").is_file():
+        return None
+    found = sorted(
+        path
+        for path in folder.iterdir()
+        if path.is_dir() and any((path / name).is_file() for name in ORBAX_FILES)
+    )
+    if len(found) > 1:
+        names = ", ".join(path.name for path in found)
+        raise ValueError(f"model folder {folder} holds several orbax checkpoints ({names})")
+    return found[0] if found else None
+
+
+def refuse_flax_on_torch(source: str, folder: Path) -> None:
+    """Refuse Kaggle's Flax layout: the torch backend loads Hugging Face folders only."""
+    if ModelSource.parse(source).kind == "kaggle" and flax_checkpoint(folder) is not None:
+        raise ValueError(
+            f"{source}: {folder} is Kaggle's Flax layout, which only the jax backend loads "
+            "(the torch backend needs a Hugging Face folder, e.g. Kaggle's transformers variant)"
+        )
+
+
+def pretrained_folder(
+    parsed: ModelSource, *, fetch: bool = True, hub_cache: Path | None = None
+) -> Path:
+    """The folder of a ``local:``, ``hf:`` or ``kaggle:`` source, the same on both backends:
+    ``hf:`` from the local Hugging Face cache (or ``hub_cache``, never fetched into), fetched only
+    when a token is set (and ``fetch``); ``kaggle:`` as ``kaggle_folder`` resolves it. Not there:
+    ``FileNotFoundError``."""
+    if parsed.kind == "kaggle":
+        return kaggle_folder(parsed.location, fetch=fetch)
     if parsed.kind == "local":
         folder = Path(parsed.location)
         if not folder.is_dir():
@@ -101,13 +192,17 @@ def pretrained_folder(parsed: ModelSource, *, fetch: bool = True) -> Path:
     fetched = snapshot_download(
         parsed.location,
         allow_patterns=list(PRETRAINED_FILES),
-        local_files_only=not (fetch and hf_token_set()),
+        cache_dir=hub_cache,
+        local_files_only=hub_cache is not None or not (fetch and hf_token_set()),
     )
     return Path(fetched)
 
 
-def build_model_and_tokenizer(source: str, seed: int) -> tuple[Any, Any]:
-    """Instantiate the model (random init seeded by ``seed``) and its tokenizer."""
+def build_model_and_tokenizer(
+    source: str, seed: int, hub_cache: Path | None = None
+) -> tuple[Any, Any]:
+    """Instantiate the model (random init seeded by ``seed``, or loaded from its folder) and its
+    tokenizer; ``hub_cache`` as for ``pretrained_folder``."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -121,7 +216,8 @@ def build_model_and_tokenizer(source: str, seed: int) -> tuple[Any, Any]:
         config._attn_implementation = "sdpa"
         torch.manual_seed(seed)
         return AutoModelForCausalLM.from_config(config), build_char_tokenizer()
-    folder = pretrained_folder(parsed)
+    folder = pretrained_folder(parsed, hub_cache=hub_cache)
+    refuse_flax_on_torch(source, folder)
     model = AutoModelForCausalLM.from_pretrained(
         folder, attn_implementation="sdpa", local_files_only=True
     )

@@ -46,6 +46,21 @@ SHAPES: dict[str, dict[str, Any]] = {
         "max_position_embeddings": 256,
         "initializer_range": 0.05,
     },
+    "gemma3_text": {
+        "model_type": "gemma3_text",
+        "vocab_size": VOCAB_SIZE,
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 16,
+        "query_pre_attn_scalar": 16,
+        "sliding_window": 8,
+        "layer_types": ["sliding_attention", "full_attention"],
+        "max_position_embeddings": 256,
+        "initializer_range": 0.05,
+    },
 }
 
 
@@ -88,10 +103,17 @@ def train_tokenizer(folder: Path, lines: Sequence[str]) -> Path:
 
 
 def build_checkpoint(
-    folder: Path, model_type: str, lines: Sequence[str], seed: int = 0, **changes: Any
+    folder: Path,
+    model_type: str,
+    lines: Sequence[str],
+    seed: int = 0,
+    *,
+    max_shard_size: str = "5GB",
+    **changes: Any,
 ) -> Path:
-    """A random ``model_type`` Gemma in Hugging Face layout (config.json, model.safetensors and a
-    tokenizer trained on ``lines``) in ``folder``; ``changes`` override config fields."""
+    """A random ``model_type`` Gemma in Hugging Face layout (config.json, *.safetensors split at
+    ``max_shard_size`` and a tokenizer trained on ``lines``) in ``folder``; ``changes`` override
+    config fields, and a ``torch_dtype`` among them is the dtype the weights are saved in."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -104,6 +126,96 @@ def build_checkpoint(
             # Norms start at zero: random ones make a norm loaded into the wrong slot show.
             if "norm" in name:
                 weight.uniform_(-0.5, 0.5)
-    model.save_pretrained(folder, safe_serialization=True)
+    if dtype := changes.get("torch_dtype"):
+        model.to(getattr(torch, str(dtype).removeprefix("torch.")))
+    model.save_pretrained(folder, safe_serialization=True, max_shard_size=max_shard_size)
     train_tokenizer(folder, lines)
+    return folder
+
+
+# Kaggle names a Flax variant's checkpoint folder after the variation ("2b", "gemma2-2b").
+KAGGLE_FOLDERS = {"gemma": "tiny", "gemma2": "gemma2-tiny"}
+# Hugging Face norm -> Kaggle norm, per layer. Gemma 1's post_attention_layernorm is the norm
+# before the feed-forward block.
+KAGGLE_NORMS = {
+    "gemma": {"input_layernorm": "pre_attention_norm", "post_attention_layernorm": "pre_ffw_norm"},
+    "gemma2": {
+        "input_layernorm": "pre_attention_norm",
+        "post_attention_layernorm": "post_attention_norm",
+        "pre_feedforward_layernorm": "pre_ffw_norm",
+        "post_feedforward_layernorm": "post_ffw_norm",
+    },
+}
+
+
+def kaggle_layout(tensors: dict[str, Any], config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Hugging Face Gemma weights as Kaggle's Flax checkpoints key and shape them. Gemma 2's MLP
+    gating is stored (2, hidden, embed) as in Kaggle's Gemma 2 9B, Gemma's (2, embed, hidden)."""
+    import numpy as np
+
+    heads, kv_heads = config["num_attention_heads"], config["num_key_value_heads"]
+    head_dim, embed = config["head_dim"], config["hidden_size"]
+    model_type = config["model_type"]
+
+    def per_head(name: str, count: int) -> Any:  # (count * head_dim, embed) -> (count, embed, head)
+        return tensors[name].reshape(count, head_dim, embed).transpose(0, 2, 1)
+
+    flat = {
+        "transformer/embedder": {"input_embedding": tensors["model.embed_tokens.weight"]},
+        "transformer/final_norm": {"scale": tensors["model.norm.weight"]},
+    }
+    for layer in range(config["num_hidden_layers"]):
+        hf, kaggle = f"model.layers.{layer}.", f"transformer/layer_{layer}/"
+        q = per_head(f"{hf}self_attn.q_proj.weight", heads)
+        k = per_head(f"{hf}self_attn.k_proj.weight", kv_heads)
+        v = per_head(f"{hf}self_attn.v_proj.weight", kv_heads)
+        if heads == kv_heads:
+            flat[f"{kaggle}attn/qkv_einsum"] = {"w": np.stack([q, k, v])}
+        else:
+            flat[f"{kaggle}attn/q_einsum"] = {"w": q}
+            flat[f"{kaggle}attn/kv_einsum"] = {"w": np.stack([k, v])}
+        out = tensors[f"{hf}self_attn.o_proj.weight"]
+        flat[f"{kaggle}attn/attn_vec_einsum"] = {"w": out.T.reshape(heads, head_dim, embed)}
+        gate, up = tensors[f"{hf}mlp.gate_proj.weight"], tensors[f"{hf}mlp.up_proj.weight"]
+        gating = np.stack([gate, up] if model_type == "gemma2" else [gate.T, up.T])
+        flat[f"{kaggle}mlp/gating_einsum"] = {"w": gating}
+        flat[f"{kaggle}mlp/linear"] = {"w": tensors[f"{hf}mlp.down_proj.weight"].T}
+        for hf_norm, kaggle_norm in KAGGLE_NORMS[model_type].items():
+            flat[f"{kaggle}{kaggle_norm}"] = {"scale": tensors[f"{hf}{hf_norm}.weight"]}
+    return flat
+
+
+def build_kaggle_checkpoint(
+    folder: Path,
+    model_type: str,
+    lines: Sequence[str],
+    seed: int = 0,
+    *,
+    hf_folder: Path | None = None,
+    **changes: Any,
+) -> Path:
+    """The random Gemma of ``build_checkpoint`` in Kaggle's Flax layout in ``folder``: an orbax
+    checkpoint of its weights named like Kaggle's (``KAGGLE_FOLDERS``) and ``tokenizer.model``
+    beside it. The Hugging Face layout of the same weights is kept in ``hf_folder`` when given."""
+    import json
+    import shutil
+    import tempfile
+
+    import orbax.checkpoint as ocp
+    import safetensors.numpy
+
+    with tempfile.TemporaryDirectory() as scratch:
+        source = hf_folder or Path(scratch) / "hf"
+        build_checkpoint(source, model_type, lines, seed, **changes)
+        config = json.loads((source / "config.json").read_text(encoding="utf-8"))
+        tensors: dict[str, Any] = {}
+        for file in sorted(source.glob("*.safetensors")):
+            tensors |= safetensors.numpy.load_file(file)
+        folder.mkdir(parents=True, exist_ok=True)
+        checkpointer = ocp.StandardCheckpointer()
+        checkpointer.save(
+            (folder / KAGGLE_FOLDERS[model_type]).resolve(), kaggle_layout(tensors, config)
+        )
+        checkpointer.wait_until_finished()
+        shutil.copyfile(source / "tokenizer.model", folder / "tokenizer.model")
     return folder
