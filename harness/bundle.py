@@ -35,10 +35,11 @@ JOURNAL = "journal.md"
 SHA256SUMS = "SHA256SUMS"
 GUARDRAILS = "guardrails.json"
 TRACEBACKS_DIR = "tracebacks"
+REHEARSAL_MODEL = "rehearsal_model"
 BUNDLE_NAMES = (
     ENV_SNAPSHOT, GPU_SNAPSHOT, TRAINING_LOG, TRAINING_METRICS, CHECKPOINT_DIR, PREDICTIONS,
     EVALUATION_RESULTS, EVALUATION_SUMMARY, RUN_MANIFEST, FAILURE_ANALYSIS, REPORT, LOSS_CURVE,
-    CATEGORY_ACCURACY, JOURNAL, SHA256SUMS, GUARDRAILS, TRACEBACKS_DIR,
+    CATEGORY_ACCURACY, JOURNAL, SHA256SUMS, GUARDRAILS, TRACEBACKS_DIR, REHEARSAL_MODEL,
 )
 # What redaction never takes apart in a bundle: its file names and the words its structured
 # values are made of (phases, statuses, causes, backends), so that a secret equal to "loss" or

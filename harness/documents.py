@@ -82,6 +82,14 @@ def freeze_manifest(run: MilestoneRun) -> dict[str, Any]:
     return manifest
 
 
+def model_lineage_facts(run: MilestoneRun) -> dict[str, Any]:
+    """The model's lineage as pre-flight found it, with the trained model's parameter count."""
+    lineage = dict(run.model_lineage or {"source": run.milestone.spec.model, "folder": NOT_RECORDED})
+    if run.train_result:
+        lineage["trained_parameters"] = run.train_result.model_parameters
+    return lineage
+
+
 def run_manifest(run: MilestoneRun) -> dict[str, Any]:
     """``run_manifest.json``: what ran, from which commit, on what, with which inputs and outcomes."""
     if isinstance(run.milestone, FreezeMilestone):
@@ -92,6 +100,7 @@ def run_manifest(run: MilestoneRun) -> dict[str, Any]:
         "backend": spec.backend,
         "hardware_required": spec.hardware.model_dump(),
         "model": spec.model,
+        "model_lineage": model_lineage_facts(run),
         "training_config": {"file": training.pop("path"), **training},
         "batch_size": milestone.training.batch_size,
         "max_seq_len": milestone.training.max_seq_len,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -74,12 +75,12 @@ def written_since(before: Listing, after: Listing) -> tuple[str, ...]:
 
 
 def shown_files(written: tuple[str, ...]) -> list[str]:
-    """Top-level files by name; the checkpoint folder as one item with its file count."""
-    inside = [name for name in written if name.startswith(f"{bundle.CHECKPOINT_DIR}/")]
-    files = [f"`{name}`" for name in written if name not in inside]
-    if inside:
-        files.append(f"`{bundle.CHECKPOINT_DIR}/` ({len(inside)} files)")
-    return files
+    """Files by name; the model folders (checkpoint, rehearsal model) as one item each, with
+    their file counts."""
+    folded = (bundle.CHECKPOINT_DIR, bundle.REHEARSAL_MODEL)
+    folders = Counter(name.partition("/")[0] for name in written if name.partition("/")[0] in folded)
+    files = [f"`{name}`" for name in written if name.partition("/")[0] not in folded]
+    return files + [f"`{folder}/` ({count} files)" for folder, count in sorted(folders.items())]
 
 
 def render_entry(entry: JournalEntry) -> list[str]:

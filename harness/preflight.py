@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 from harness import bundle
 from harness.data import load_evalset, load_traces
 from harness.failures import Cause, InsufficientMemory, MissingCredential, PhaseBlocked
 from harness.hardware import missing_devices, probe_memory, wrong_platform
+from harness.lineage import model_lineage
 from harness.memory import ModelShape, NoEstimate, estimate, model_config, refusal
+from harness.rehearsal import build_twin, model_place
 from harness.run import MilestoneRun
 from harness.snapshot import env_snapshot, gpu_snapshot, render_env_snapshot
 from harness.specs import FreezeMilestone, Milestone
-from trainers.models import ModelSource, hf_token_set, pretrained_folder
+from trainers.models import (
+    ModelSource,
+    flax_checkpoint,
+    hf_token_set,
+    kaggle_credentials_set,
+    pretrained_folder,
+    refuse_flax_on_torch,
+)
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")
 BACKEND_MODULES = {
@@ -47,29 +57,59 @@ def credential_problem(model_source: str) -> str | None:
     )
 
 
-def check_model_source(source: str, backend: str) -> None:
+def check_model_source(source: str, backend: str, hub_cache: Path | None = None) -> None:
     """A pretrained model the backend can load, checked before anything trains: its folder is
-    there, config.json parses (for jax: into a Tunix Gemma), and a tokenizer sits beside it."""
+    there, config.json parses (for jax: into a Tunix Gemma), and a tokenizer sits beside it. A
+    ``kaggle:`` folder in Kaggle's Flax layout: jax derives its config from the orbax shapes,
+    torch refuses it."""
     parsed = ModelSource.parse(source)
     if parsed.kind == "random":
         return
     try:
-        folder = pretrained_folder(parsed, fetch=False)
+        folder = pretrained_folder(parsed, fetch=False, hub_cache=hub_cache)
     except FileNotFoundError:
-        if parsed.kind == "hf":
+        fetched = parsed.kind == "hf" or (parsed.kind == "kaggle" and kaggle_credentials_set())
+        if fetched and hub_cache is None:
             return  # not cached but a token is set: train fetches it, then loads it the same way
         raise
-    if backend == "jax":
+    flax = parsed.kind == "kaggle" and flax_checkpoint(folder) is not None
+    if backend == "jax" and flax:
+        from trainers.jax_kaggle import read_config as read_flax_config
+
+        read_flax_config(folder)
+    elif backend == "jax":
         from trainers.jax_pretrained import CONFIG, read_config, tunix_config
 
         tunix_config(read_config(folder), str(folder / CONFIG))
     else:
         from transformers import AutoConfig
 
+        refuse_flax_on_torch(source, folder)
         AutoConfig.from_pretrained(folder, local_files_only=True)
     if not any((folder / name).is_file() for name in TOKENIZER_FILES):
         wanted = " or ".join(TOKENIZER_FILES)
         raise FileNotFoundError(f"model folder {folder} has no tokenizer ({wanted})")
+
+
+def check_model(run: MilestoneRun) -> None:
+    """The run's model is one the backend loads. A rehearsal checks the real source as far as
+    this machine has it (it needs no credential: the real machine has its own), then builds the
+    tiny twin and checks that through the same code."""
+    spec = run.milestone.spec
+    if not run.milestone.rehearsal:
+        if problem := credential_problem(spec.model):
+            raise MissingCredential(problem)
+        check_model_source(spec.model, spec.backend)
+        return
+    if ModelSource.parse(spec.model).kind == "random":
+        return
+    try:
+        check_model_source(spec.model, spec.backend)
+    except FileNotFoundError:
+        pass  # the real model is on the real machine, not necessarily here
+    run.progress(f"[{run.run_id}] preflight: {build_twin(run)}")
+    place = model_place(run)
+    check_model_source(place.source, spec.backend, place.hub_cache)
 
 
 def check_memory(milestone: Milestone) -> str:
@@ -112,9 +152,9 @@ def preflight(run: MilestoneRun) -> None:
         raise ModuleNotFoundError(
             f"the {spec.backend} backend needs {', '.join(missing)}, not installed in this environment"
         )
-    if problem := credential_problem(spec.model):
-        raise MissingCredential(problem)
-    check_model_source(spec.model, spec.backend)
+    check_model(run)
+    place = model_place(run)
+    run.model_lineage = model_lineage(place.source, place.hub_cache)
     load_traces(run.milestone.dataset_path)
     load_evalset(run.milestone.evalset_path)
     run.progress(f"[{run.run_id}] preflight: memory {check_memory(run.milestone)}")

@@ -1,29 +1,62 @@
-"""Rehearsal: any milestone on the CPU, its model swapped for the tiny config and its steps capped."""
+"""Rehearsal: any milestone on the CPU, its steps capped and its model replaced by a tiny twin.
+
+The twin keeps what the real run depends on: the source kind, the checkpoint format and the
+architecture family (read from the real config where this machine has it, else from the name).
+It is built into the run folder and loaded through the same code as the real model, so a
+rehearsal fails where the real run would.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from harness import bundle
+from harness.data import load_traces
+from harness.prompting import format_completion, format_prompt
 from harness.specs import HardwareRequirement, Milestone, RunShape
+from trainers.models import ModelSource, pretrained_folder
 
-REHEARSAL_MODEL = "random:tiny-gemma"
+if TYPE_CHECKING:
+    from harness.run import MilestoneRun
+
 REHEARSAL_STEPS = 12
 REHEARSAL_SUFFIX = "-rehearsal"
 NOT_JUDGED = "a rehearsal on the CPU with a tiny model: the spec's thresholds are for the real run"
+# A twin under hf: sits in a Hugging Face cache of its own, at this revision.
+HUB_CACHE = "hub"
+REVISION = "rehearsal"
+# Families by name, most specific first, for a source whose config is not on this machine:
+# gemma-3-1b and gemma3-1b are Gemma 3, gemma-2b is Gemma 1.
+FAMILY_BY_NAME = ((r"gemma-?3(?![a-z0-9])", "gemma3_text"), (r"gemma-?2(?![a-z0-9])", "gemma2"),
+                  (r"gemma", "gemma"))
+# Gemma's published checkpoints are bf16: a twin guessed from the name is saved so too.
+PUBLISHED_DTYPE = "bfloat16"
+# Config values the twin copies from the real config: the ones the loaders check or convert.
+COPIED = ("hidden_act", "hidden_activation", "rope_theta", "rms_norm_eps", "attention_bias",
+          "tie_word_embeddings", "attn_logit_softcapping", "final_logit_softcapping", "torch_dtype",
+          "rope_scaling")
+# Split into several safetensors files with an index, as published checkpoints are.
+SHARD_SIZE = "100KB"
 
 
 def rehearse(milestone: Milestone) -> Milestone:
-    """The same milestone, phases and guardrails, on a CPU: tiny model, few steps, fp32, one device."""
+    """The same milestone, model source, phases and guardrails, on a CPU: few steps, fp32, one
+    device; the model's tiny twin is built by pre-flight (``build_twin``)."""
     spec, training = milestone.spec, milestone.training
     cpu = HardwareRequirement(
         accelerator="cpu", count=1, platform="any", label=f"a CPU, rehearsing for {spec.hardware.label}"
     )
     steps = min(REHEARSAL_STEPS, spec.run.max_steps or REHEARSAL_STEPS)
+    model = spec.model
+    if ModelSource.parse(model).kind == "random":
+        model = "random:tiny-gemma"
     return dataclasses.replace(
         milestone,
-        spec=spec.model_copy(
-            update={"model": REHEARSAL_MODEL, "hardware": cpu, "run": RunShape(max_steps=steps)}
-        ),
+        spec=spec.model_copy(update={"model": model, "hardware": cpu, "run": RunShape(max_steps=steps)}),
         training=training.model_copy(
             update={
                 "precision": "fp32",
@@ -35,3 +68,90 @@ def rehearse(milestone: Milestone) -> Milestone:
         ),
         rehearsal=True,
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelPlace:
+    """Where a run's trainer finds its model: the source, and for ``hf:`` the cache it is read
+    from (None: the user's own)."""
+
+    source: str
+    hub_cache: Path | None = None
+
+
+def model_place(run: MilestoneRun) -> ModelPlace:
+    """The real source, or for a rehearsal the same kind of source pointing at its twin."""
+    source = run.milestone.spec.model
+    parsed = ModelSource.parse(source)
+    if not run.milestone.rehearsal or parsed.kind == "random":
+        return ModelPlace(source)
+    twin = run.run_dir / bundle.REHEARSAL_MODEL
+    if parsed.kind == "hf":
+        return ModelPlace(source, twin / HUB_CACHE)
+    return ModelPlace(f"{parsed.kind}:{twin / Path(parsed.location).name}")
+
+
+def real_config(parsed: ModelSource) -> dict[str, Any] | None:
+    """The real model's config.json where this machine has it (no download), else None."""
+    try:
+        folder = pretrained_folder(parsed, fetch=False)
+    except FileNotFoundError:
+        return None
+    path = folder / "config.json"
+    if not path.is_file():
+        return None
+    config: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return config
+
+
+def family_by_name(parsed: ModelSource) -> str:
+    name = parsed.location.lower()
+    for pattern, model_type in FAMILY_BY_NAME:
+        if re.search(pattern, name):
+            return model_type
+    raise ValueError(
+        f"cannot rehearse {parsed.kind}:{parsed.location}: its config.json is not on this machine "
+        f"and its name names no Gemma family"
+    )
+
+
+def twin_changes(parsed: ModelSource) -> tuple[str, dict[str, Any], str]:
+    """The twin's model type, the config values it copies, and how the family was known."""
+    config = real_config(parsed)
+    if config is None:
+        return family_by_name(parsed), {"torch_dtype": PUBLISHED_DTYPE}, "family from its name"
+    copied = {key: config[key] for key in COPIED if key in config}
+    return str(config.get("model_type")), copied, "family and dtype from its config.json"
+
+
+def tokenizer_corpus(run: MilestoneRun) -> list[str]:
+    """The milestone's own training text, for the twin's SentencePiece tokenizer."""
+    traces = load_traces(run.milestone.dataset_path)
+    return [format_prompt(t.prompt) + format_completion(t) for t in traces]
+
+
+def build_twin(run: MilestoneRun) -> str:
+    """Build the rehearsal's tiny twin of the real model in the run folder; says what was built."""
+    from trainers import tiny_checkpoints
+
+    parsed = ModelSource.parse(run.milestone.spec.model)
+    model_type, changes, known = twin_changes(parsed)
+    if model_type not in tiny_checkpoints.SHAPES:
+        raise ValueError(
+            f"cannot rehearse {run.milestone.spec.model}: no tiny twin of model_type {model_type!r} "
+            f"(known: {', '.join(tiny_checkpoints.SHAPES)})"
+        )
+    place = model_place(run)
+    if place.hub_cache is not None:
+        repo = place.hub_cache / f"models--{parsed.location.replace('/', '--')}"
+        folder = repo / "snapshots" / REVISION
+        (repo / "refs").mkdir(parents=True)
+        (repo / "refs" / "main").write_text(REVISION, encoding="utf-8")
+    else:
+        folder = Path(ModelSource.parse(place.source).location)
+    seed = run.milestone.training.seed
+    tiny_checkpoints.build_checkpoint(
+        folder, model_type, tokenizer_corpus(run), seed, max_shard_size=SHARD_SIZE, **changes
+    )
+    where = folder.relative_to(run.run_dir)
+    return f"rehearsing {run.milestone.spec.model} with a tiny {model_type} twin ({known}) in {where}/"

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from harness.failures import Cause
 from harness.outcomes import PhaseOutcome, Status
@@ -50,6 +50,7 @@ class MilestoneRun:
     update_snapshots: bool = False
     judgements: dict[str, list[Judgement]] = field(default_factory=dict)
     train_result: TrainResult | None = None
+    model_lineage: dict[str, Any] | None = None
     eval_result: EvalResult | None = None
     files_before_phase: Listing = field(default_factory=dict)
     journal: list[JournalEntry] = field(default_factory=list)

@@ -8,8 +8,10 @@ from typing import TextIO
 
 from harness import bundle
 from harness.data import load_traces
+from harness.lineage import NOT_HERE, model_lineage
 from harness.plots import loss_curve_png
 from harness.prompting import format_completion, format_prompt
+from harness.rehearsal import model_place
 from harness.run import MilestoneRun
 from harness.writers import training_metrics
 from trainers.base import Example, StepRecord, Trainer, TrainRequest, TrainResult
@@ -22,8 +24,10 @@ def build_request(run: MilestoneRun) -> TrainRequest:
     milestone = run.milestone
     traces = load_traces(milestone.dataset_path)
     examples = tuple(Example(format_prompt(t.prompt), format_completion(t)) for t in traces)
+    place = model_place(run)
     return TrainRequest(
-        model_source=milestone.spec.model,
+        model_source=place.source,
+        hub_cache=place.hub_cache,
         config=milestone.training,
         examples=examples,
         max_steps=milestone.spec.run.max_steps,
@@ -82,6 +86,8 @@ def train(run: MilestoneRun, trainer: Trainer) -> TrainResult:
             bundle.write_json(run.run_dir / bundle.TRAINING_METRICS, training_metrics(run, request))
             write_loss_curve(run)
     run.train_result = result
+    if run.model_lineage and run.model_lineage.get("folder") == NOT_HERE:
+        run.model_lineage = model_lineage(request.model_source, request.hub_cache)  # fetched by train
     bundle.write_json(run.run_dir / bundle.TRAINING_METRICS, training_metrics(run, request))
     return result
 

@@ -30,6 +30,8 @@ class TrainRequest:
     epochs: int | None
     device: str
     checkpoint_dir: Path
+    # The Hugging Face cache an ``hf:`` source is read from; None: the user's own.
+    hub_cache: Path | None = None
 
     def total_steps(self) -> int:
         if self.max_steps is not None:
