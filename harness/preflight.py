@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 from pathlib import Path
 
@@ -16,10 +17,11 @@ from harness.run import MilestoneRun
 from harness.snapshot import env_snapshot, gpu_snapshot, render_env_snapshot
 from harness.specs import FreezeMilestone, Milestone
 from trainers.models import (
+    CredentialMissing,
     ModelSource,
     flax_checkpoint,
     hf_token_set,
-    kaggle_credentials_set,
+    kaggle_can_download,
     pretrained_folder,
     refuse_flax_on_torch,
 )
@@ -68,7 +70,7 @@ def check_model_source(source: str, backend: str, hub_cache: Path | None = None)
     try:
         folder = pretrained_folder(parsed, fetch=False, hub_cache=hub_cache)
     except FileNotFoundError:
-        fetched = parsed.kind == "hf" or (parsed.kind == "kaggle" and kaggle_credentials_set())
+        fetched = parsed.kind == "hf" or (parsed.kind == "kaggle" and kaggle_can_download())
         if fetched and hub_cache is None:
             return  # not cached but a token is set: train fetches it, then loads it the same way
         raise
@@ -99,14 +101,16 @@ def check_model(run: MilestoneRun) -> None:
     if not run.milestone.rehearsal:
         if problem := credential_problem(spec.model):
             raise MissingCredential(problem)
-        check_model_source(spec.model, spec.backend)
+        try:
+            check_model_source(spec.model, spec.backend)
+        except CredentialMissing as error:
+            raise MissingCredential(str(error)) from None
         return
     if ModelSource.parse(spec.model).kind == "random":
         return
-    try:
+    # The real model is on the real machine, not necessarily here.
+    with contextlib.suppress(FileNotFoundError):
         check_model_source(spec.model, spec.backend)
-    except FileNotFoundError:
-        pass  # the real model is on the real machine, not necessarily here
     run.progress(f"[{run.run_id}] preflight: {build_twin(run)}")
     place = model_place(run)
     check_model_source(place.source, spec.backend, place.hub_cache)
@@ -150,7 +154,8 @@ def preflight(run: MilestoneRun) -> None:
     missing = missing_modules(spec.backend)
     if missing:
         raise ModuleNotFoundError(
-            f"the {spec.backend} backend needs {', '.join(missing)}, not installed in this environment"
+            f"the {spec.backend} backend needs {', '.join(missing)}, "
+            "not installed in this environment"
         )
     check_model(run)
     place = model_place(run)

@@ -52,7 +52,13 @@ MAX_NEW_TOKENS = 16
 # Longer than Gemma 2's sliding window of 8, so its local layers mask something.
 LOGIT_TOKENS = 24
 # What kagglehub reads for credentials, and where it would find a notebook's own.
-KAGGLE_VARIABLES = ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN", "KAGGLE_KERNEL_RUN_TYPE")
+KAGGLE_VARIABLES = (
+    "KAGGLE_USERNAME",
+    "KAGGLE_KEY",
+    "KAGGLE_API_TOKEN",
+    "KAGGLE_KERNEL_RUN_TYPE",
+    "KAGGLE_DATA_PROXY_URL",
+)
 
 
 @pytest.fixture(scope="module")
@@ -295,6 +301,15 @@ def test_an_uncached_handle_with_credentials_is_left_to_the_train_phase(
     monkeypatch.setenv("KAGGLE_USERNAME", "someone")
     monkeypatch.setenv("KAGGLE_KEY", "not-a-real-key")
     check_model_source(f"kaggle:{HANDLE}", "jax")  # nothing fetched: train does that
+
+
+def test_an_uncached_handle_in_a_kaggle_notebook_is_left_to_the_train_phase(
+    offline: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A notebook has no credentials: kagglehub attaches the model to it through Kaggle's proxy."""
+    monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Interactive")
+    monkeypatch.setenv("KAGGLE_DATA_PROXY_URL", "http://127.0.0.1:9")
+    check_model_source(f"kaggle:{HANDLE}", "jax")
 
 
 def test_an_unversioned_handle_needs_kaggle(offline: Path) -> None:

@@ -56,6 +56,19 @@ def test_a_gated_model_without_token_or_cache_is_a_missing_credential(
     assert classify(caught.value) is Cause.MISSING_CREDENTIAL
 
 
+def test_an_uncached_kaggle_handle_without_credentials_is_a_missing_credential(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN", "KAGGLE_KERNEL_RUN_TYPE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "no-kaggle-config"))
+    monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path / "empty-kagglehub"))
+    run = run_with(tmp_path, model="kaggle:google/gemma/flax/2b/2", backend="jax")
+    with pytest.raises(MissingCredential, match="no Kaggle credentials are set") as caught:
+        preflight(run)
+    assert classify(caught.value) is Cause.MISSING_CREDENTIAL
+
+
 def test_a_token_lets_a_gated_model_through(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_TOKEN", "hf_not_a_real_token")
     # An empty cache: a cached config.json would let the memory guard judge Gemma 2B on this RAM.

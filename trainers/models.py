@@ -99,16 +99,24 @@ def hf_token_set() -> bool:
     return any(os.environ.get(name) for name in HF_TOKEN_VARIABLES)
 
 
-def kaggle_credentials_set() -> bool:
-    from kagglehub.config import get_kaggle_credentials
+class CredentialMissing(FileNotFoundError):
+    """A model that is not on this machine, and no credential to download it."""
 
-    return get_kaggle_credentials() is not None
+
+def kaggle_can_download() -> bool:
+    """Kaggle credentials are set, or this is a Kaggle notebook, where kagglehub attaches a model
+    to the notebook without them."""
+    from kagglehub.config import get_kaggle_credentials
+    from kagglesdk.kaggle_env import is_in_kaggle_notebook
+
+    return is_in_kaggle_notebook() or get_kaggle_credentials() is not None
 
 
 def kaggle_folder(location: str, *, fetch: bool = True) -> Path:
     """The folder of a ``kaggle:`` source: a path as for ``local:``, else a Kaggle handle from
-    kagglehub's cache (``KAGGLEHUB_CACHE``; a versioned handle resolves offline), downloaded only
-    with Kaggle credentials (and ``fetch``). Not there: ``FileNotFoundError``."""
+    kagglehub's cache (``KAGGLEHUB_CACHE``; a versioned handle resolves offline), downloaded (or,
+    in a Kaggle notebook, attached) only where ``kaggle_can_download`` (and ``fetch``). Not
+    there: ``FileNotFoundError``."""
     folder = Path(location)
     if folder.is_dir():
         return folder
@@ -133,8 +141,8 @@ def kaggle_folder(location: str, *, fetch: bool = True) -> Path:
     if handle.is_versioned() and (cached := Cache().load_from_cache(handle)):
         return Path(cached)
     where = "names no version" if not handle.is_versioned() else "is not in the kagglehub cache"
-    if not kaggle_credentials_set():
-        raise FileNotFoundError(
+    if not kaggle_can_download():
+        raise CredentialMissing(
             f"kaggle:{location} {where} ({get_cache_folder()}) and no Kaggle credentials are set "
             f"({KAGGLE_CREDENTIALS}) to download it"
         )
