@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from harness.run import MilestoneRun
 
 NOT_RECORDED = "not recorded: pre-flight did not run"
-DETECTED_KEYS = ("os", "cpu", "cpu_count", "ram", "torch.version.cuda")
+DETECTED_KEYS = ("os", "cpu", "cpu_count", "ram", "torch.version.cuda", "devices")
 
 
 def data_facts(root: Path, path: Path, as_written: str, *, records: bool = True) -> dict[str, Any]:
@@ -208,6 +208,7 @@ def _hardware(run: MilestoneRun) -> list[str]:
     return [
         f"- required: {required.label} ({required.count} x {required.accelerator}, platform {required.platform})",
         here,
+        f"- devices found: {env.get('devices', 'not recorded')}",
     ]
 
 

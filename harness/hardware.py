@@ -1,4 +1,4 @@
-"""Hardware facts detected for real (torch.cuda, jax.devices, sys.platform) and checked against a spec."""
+"""Hardware facts detected for real (torch.cuda, jax.devices, sys.platform) and checked."""
 
 from __future__ import annotations
 
@@ -36,7 +36,9 @@ def probe_cuda(backend: str) -> Probe:
 
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if count == 0:
-        found = f"no CUDA device (torch {torch.__version__}, torch.version.cuda={torch.version.cuda})"
+        found = (
+            f"no CUDA device (torch {torch.__version__}, torch.version.cuda={torch.version.cuda})"
+        )
     else:
         names = sorted({torch.cuda.get_device_name(i) for i in range(count)})
         found = f"{count} x {', '.join(names)}"
@@ -52,7 +54,9 @@ def _probe_jax(kind: str) -> Probe:
     try:
         devices = jax.devices(kind)
     except RuntimeError:
-        found = f"no {kind} backend (jax {jax.__version__}, default backend {jax.default_backend()})"
+        found = (
+            f"no {kind} backend (jax {jax.__version__}, default backend {jax.default_backend()})"
+        )
         return Probe(looked_for, found, 0)
     kinds = sorted({device.device_kind for device in devices})
     return Probe(looked_for, f"{len(devices)} x {', '.join(kinds)}", len(devices))
@@ -74,10 +78,13 @@ class DeviceMemory:
         return f"{self.device} has {free:.1f} GiB free of {total:.1f} GiB ({self.looked_with})"
 
 
-def probe_memory(accelerator: str, devices: int) -> DeviceMemory | None:
-    """The memory of the first ``devices`` CUDA devices, or of the RAM; None where unknown."""
+def probe_memory(accelerator: str, devices: int, backend: str = "torch") -> DeviceMemory | None:
+    """The memory of the first ``devices`` accelerators as the backend sees them (the one with
+    least free), or of the RAM; None where unknown."""
     if accelerator == "cpu":
         return _probe_ram()
+    if backend == "jax":
+        return _probe_jax_memory(accelerator, devices)
     if accelerator != "cuda" or importlib.util.find_spec("torch") is None:
         return None
     import torch
@@ -91,6 +98,32 @@ def probe_memory(accelerator: str, devices: int) -> DeviceMemory | None:
         name = f"cuda:{index} ({torch.cuda.get_device_name(index)})"
         found.append(DeviceMemory(name, total, free, "torch.cuda.mem_get_info"))
     return min(found, key=lambda memory: memory.available, default=None)
+
+
+JAX_PLATFORMS = {"cuda": "gpu", "tpu": "tpu"}
+
+
+def _probe_jax_memory(accelerator: str, devices: int) -> DeviceMemory | None:
+    """HBM from ``jax.Device.memory_stats()`` (``bytes_limit`` less ``bytes_in_use``); None where
+    the platform reports none."""
+    if importlib.util.find_spec("jax") is None:
+        return None
+    import jax
+
+    try:
+        found = jax.devices(JAX_PLATFORMS[accelerator])[:devices]
+    except RuntimeError:
+        return None
+    memories = []
+    for device in found:
+        stats = device.memory_stats() or {}
+        if "bytes_limit" not in stats:
+            return None
+        total = int(stats["bytes_limit"])
+        name = f"{device.platform}:{device.id} ({device.device_kind})"
+        free = total - int(stats.get("bytes_in_use", 0))
+        memories.append(DeviceMemory(name, total, free, "jax.Device.memory_stats()"))
+    return min(memories, key=lambda memory: memory.available, default=None)
 
 
 def _probe_ram() -> DeviceMemory | None:
@@ -130,13 +163,19 @@ def wrong_platform(requirement: HardwareRequirement, backend: str = "torch") -> 
     return f"needs platform {requirement.platform}; sys.platform says {sys.platform}"
 
 
-def missing_devices(requirement: HardwareRequirement, backend: str) -> str | None:
-    """Why the required devices are absent, naming what was looked for and found; else None."""
-    probe = {
+def probe_devices(requirement: HardwareRequirement, backend: str) -> Probe:
+    """The devices of the required kind as the milestone's backend sees them (for a TPU, jax's
+    device kind: ``TPU v5 lite`` on a v5e, ``TPU v3`` on a v3)."""
+    return {
         "cpu": probe_cpu,
         "cuda": lambda: probe_cuda(backend),
         "tpu": lambda: _probe_jax("tpu"),
     }[requirement.accelerator]()
+
+
+def missing_devices(requirement: HardwareRequirement, backend: str) -> str | None:
+    """Why the required devices are absent, naming what was looked for and found; else None."""
+    probe = probe_devices(requirement, backend)
     if probe.count >= requirement.count:
         return None
     return (

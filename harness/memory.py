@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainers.config import TrainingConfig
-from trainers.models import ARCHITECTURES, ModelSource
+from trainers.models import ARCHITECTURES, ModelSource, flax_checkpoint, pretrained_folder
 
 if TYPE_CHECKING:
     from harness.hardware import DeviceMemory
@@ -209,23 +209,61 @@ def estimate(shape: ModelShape, config: TrainingConfig) -> MemoryEstimate:
     )
 
 
-def model_config(source: str) -> Any:
-    """The transformers config of a model source, read without downloading or building weights."""
+def lora_parameters(shape: ModelShape, rank: int) -> int:
+    """Weights of the jax backend's LoRA adapters (``trainers.jax_model.LORA_MODULES``): rank x
+    (inputs + outputs) for the query, key-value, gate, up and down projections of every layer."""
+    h, q, kv, i = (
+        shape.hidden,
+        shape.heads * shape.head_dim,
+        shape.kv_heads * shape.head_dim,
+        (shape.intermediate),
+    )
+    return shape.layers * rank * ((h + q) + (h + 2 * kv) + 3 * (h + i))
+
+
+def estimate_jax(shape: ModelShape, config: TrainingConfig) -> MemoryEstimate:
+    """The peak memory of one device of the jax trainer's ``data x fsdp`` mesh: float32 weights,
+    gradients and AdamW moments (of every weight, or of the LoRA adapters only) sharded over
+    ``fsdp``, and the float32 activations of the device's share of a batch (bf16 is a matmul
+    precision there, not a storage dtype)."""
+    devices, shards = config.mesh.data * config.mesh.fsdp, config.mesh.fsdp
+    local = -(-shape.parameters // shards)
+    trained = local if config.lora is None else lora_parameters(shape, config.lora.rank)
+    micro_batch = -(-config.batch_size // devices)
+    tokens = micro_batch * config.max_seq_len
+    per_token = shape.layers * shape.layer_activation_bytes("fp32")
+    return MemoryEstimate(
+        weights=(local + (trained if config.lora else 0)) * FP32,
+        gradients=trained * FP32,
+        optimizer=2 * trained * FP32,
+        activations=tokens * (per_token + shape.head_activation_bytes(FP32)),
+        workspace=trained * FP32,
+        micro_batch=micro_batch,
+        seq_len=config.max_seq_len,
+        precision=f"{config.precision} matmuls, fp32 state, {devices} devices",
+    )
+
+
+def model_config(source: str, hub_cache: Path | None = None) -> Any:
+    """The transformers config of a model source, read without downloading or building weights
+    (``hub_cache`` as for ``pretrained_folder``); Kaggle's Flax layout's is derived from its
+    checkpoint."""
     from transformers import AutoConfig
 
     parsed = ModelSource.parse(source)
     if parsed.kind == "random":
         params = dict(ARCHITECTURES[parsed.location])
         return AutoConfig.for_model(params.pop("model_type"), **params)
-    if parsed.kind == "local":
-        folder = Path(parsed.location)
-    else:
-        from huggingface_hub import try_to_load_from_cache
+    try:
+        folder = pretrained_folder(parsed, fetch=False, hub_cache=hub_cache)
+    except FileNotFoundError:
+        where = "the local Hugging Face cache" if parsed.kind == "hf" else "this machine"
+        raise NoEstimate(f"{source} has no config.json in {where}") from None
+    if parsed.kind == "kaggle" and flax_checkpoint(folder) is not None:
+        from trainers.jax_kaggle import read_config
 
-        cached = try_to_load_from_cache(parsed.location, "config.json")
-        if not isinstance(cached, str):
-            raise NoEstimate(f"{source} has no config.json in the local Hugging Face cache")
-        folder = Path(cached).parent
+        params = read_config(folder)
+        return AutoConfig.for_model(params.pop("model_type"), **params)
     if not (folder / "config.json").is_file():
         raise NoEstimate(f"{source} has no {folder / 'config.json'}")
     return AutoConfig.from_pretrained(folder, local_files_only=True)

@@ -9,13 +9,13 @@ from pathlib import Path
 from harness import bundle
 from harness.data import load_evalset, load_traces
 from harness.failures import Cause, InsufficientMemory, MissingCredential, PhaseBlocked
-from harness.hardware import missing_devices, probe_memory, wrong_platform
+from harness.hardware import missing_devices, probe_devices, probe_memory, wrong_platform
 from harness.lineage import model_lineage
-from harness.memory import ModelShape, NoEstimate, estimate, model_config, refusal
+from harness.memory import ModelShape, NoEstimate, estimate, estimate_jax, model_config, refusal
 from harness.rehearsal import build_twin, model_place
 from harness.run import MilestoneRun
 from harness.snapshot import env_snapshot, gpu_snapshot, render_env_snapshot
-from harness.specs import FreezeMilestone, Milestone
+from harness.specs import FreezeMilestone
 from trainers.models import (
     CredentialMissing,
     ModelSource,
@@ -34,8 +34,15 @@ BACKEND_MODULES = {
 
 
 def snapshot(run: MilestoneRun) -> None:
-    """Write ``env_snapshot.txt`` and ``gpu_snapshot.txt``; the facts also go into the manifest."""
+    """Write ``env_snapshot.txt`` (with the devices of the kind the milestone needs, as its
+    backend sees them) and ``gpu_snapshot.txt``; the facts also go into the manifest."""
     run.env = env_snapshot(run.root)
+    if isinstance(run.milestone, FreezeMilestone):
+        run.env["devices"] = "not looked for: a freeze trains nothing"
+    else:
+        spec = run.milestone.spec
+        probe = probe_devices(spec.hardware, spec.backend)
+        run.env["devices"] = f"{probe.found} ({probe.looked_for})"
     bundle.write_text(run.run_dir / bundle.ENV_SNAPSHOT, render_env_snapshot(run.env))
     bundle.write_text(run.run_dir / bundle.GPU_SNAPSHOT, gpu_snapshot())
 
@@ -116,21 +123,26 @@ def check_model(run: MilestoneRun) -> None:
     check_model_source(place.source, spec.backend, place.hub_cache)
 
 
-def check_memory(milestone: Milestone) -> str:
-    """What the memory guard found: the estimated peak against the device's free memory, or why it
-    could not tell (the run then goes on). Raises ``InsufficientMemory`` when the run cannot fit."""
+def check_memory(run: MilestoneRun) -> str:
+    """What the memory guard found: the estimated peak of one process (torch) or one mesh device
+    (jax) against the device's free memory, or why it could not tell (the run then goes on).
+    Raises ``InsufficientMemory`` when the run cannot fit."""
+    milestone = run.milestone
     spec, training = milestone.spec, milestone.training
-    accelerator, processes = spec.hardware.accelerator, training.parallel.processes
-    if spec.backend != "torch":
-        return "not checked: the estimate models the torch trainer"
+    on_jax = spec.backend == "jax"
+    accelerator = spec.hardware.accelerator
+    devices = training.mesh.data * training.mesh.fsdp if on_jax else training.parallel.processes
+    place = model_place(run)
     try:
-        needed = estimate(ModelShape.from_config(model_config(spec.model)), training)
+        shape = ModelShape.from_config(model_config(place.source, place.hub_cache))
     except NoEstimate as why:
         return f"not checked: {why}"
-    memory = probe_memory(accelerator, processes)
+    needed = (estimate_jax if on_jax else estimate)(shape, training)
+    memory = probe_memory(accelerator, devices, spec.backend)
     if memory is None:
-        return f"not checked: no probe of free {accelerator} memory here"
-    sharing = processes if accelerator == "cpu" else 1  # CPU processes share one RAM
+        probe = "jax.Device.memory_stats() reports none" if on_jax else "no probe"
+        return f"not checked: {probe} of free {accelerator} memory here"
+    sharing = devices if accelerator == "cpu" else 1  # CPU processes or devices share one RAM
     if reason := refusal(needed, memory, sharing):
         # Printed, so pytest shows the breakdown with the failed phase's one line, on the terminal
         # and in report.html.
@@ -162,4 +174,4 @@ def preflight(run: MilestoneRun) -> None:
     run.model_lineage = model_lineage(place.source, place.hub_cache)
     load_traces(run.milestone.dataset_path)
     load_evalset(run.milestone.evalset_path)
-    run.progress(f"[{run.run_id}] preflight: memory {check_memory(run.milestone)}")
+    run.progress(f"[{run.run_id}] preflight: memory {check_memory(run)}")

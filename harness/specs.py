@@ -32,12 +32,12 @@ from trainers.config import (
     UniqueKeyLoader,
     backend_mismatch,
 )
-from trainers.models import ModelSource
+from trainers.models import KINDS, ModelSource
 
 MILESTONES_DIR = Path("configs/milestones")
 TRAINING_DIR = Path("configs/training")
 
-MODEL_SOURCE = re.compile(r"^(random|hf|local):\S+$")
+MODEL_SOURCE = re.compile(rf"^({'|'.join(KINDS)}):\S+$")
 
 
 class SpecError(ValueError):

@@ -273,7 +273,7 @@ def test_preflight_refuses_m44_on_a_16_gib_gpu(
     # A CUDA device of 16 GiB, which a CPU machine cannot have.
     monkeypatch.setattr("harness.preflight.missing_devices", lambda requirement, backend: None)
     monkeypatch.setattr(
-        "harness.preflight.probe_memory", lambda accelerator, devices: a_gpu(16, 15.6)
+        "harness.preflight.probe_memory", lambda accelerator, devices, backend: a_gpu(16, 15.6)
     )
     run = run_of("m44", tmp_path, [])
     assert isinstance(run.milestone, Milestone) and run.milestone.spec.model == "hf:google/gemma-2b"
@@ -336,5 +336,5 @@ def a_16_gib_gpu(monkeypatch):
     """A CUDA device of 16 GiB, which a CPU machine cannot have."""
     gpu = DeviceMemory("cuda:0 (a 16 GiB GPU)", 16 * 2**30, int(15.6 * 2**30), "injected")
     monkeypatch.setattr("harness.preflight.missing_devices", lambda requirement, backend: None)
-    monkeypatch.setattr("harness.preflight.probe_memory", lambda accelerator, devices: gpu)
+    monkeypatch.setattr("harness.preflight.probe_memory", lambda accelerator, devices, backend: gpu)
 '''

@@ -10,11 +10,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from harness.rehearsal import PUBLISHED_DTYPE, family_by_name, twin_changes
+from harness import bundle
+from harness.rehearsal import PUBLISHED_DTYPE, family_by_name, flax_variation, twin_changes
 from trainers.models import ModelSource
 
 if TYPE_CHECKING:
     from tests.conftest import MiniProject
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize(
@@ -79,3 +82,52 @@ def test_a_jax_rehearsal_of_a_model_jax_cannot_load_fails_in_preflight(
         "the jax backend loads gemma, gemma2"
     )
     result.stdout.fnmatch_lines(["*rehearsing hf:google/gemma-3-1b-it with a tiny gemma3_text twin*"])
+
+
+@pytest.mark.parametrize(
+    ("location", "variation"),
+    [
+        ("google/gemma/flax/2b/2", "2b"),
+        ("/kaggle/input/gemma/flax/2b-it/3", "2b-it"),
+        ("google/gemma-2/Flax/gemma2-2b/1", "gemma2-2b"),
+        ("/kaggle/input/gemma/transformers/2b/2", None),
+    ],
+)
+def test_a_kaggle_source_not_on_this_machine_is_flax_when_its_name_says_so(
+    location: str, variation: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path / "empty-kagglehub"))
+    assert flax_variation(ModelSource("kaggle", location)) == variation
+
+
+def test_m38_is_rehearsed_on_a_twin_in_kaggles_flax_layout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """M38 names Kaggle's Flax Gemma: its rehearsal builds and checks an orbax checkpoint named
+    after the variation, in Gemma's bf16, with only tokenizer.model beside it."""
+    jax = pytest.importorskip("jax")
+    import orbax.checkpoint as ocp
+
+    from harness.preflight import check_model
+    from harness.rehearsal import model_place, rehearse
+    from harness.run import MilestoneRun
+    from harness.specs import MilestoneRegistry
+    from trainers.models import flax_checkpoint
+
+    for name in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN", "KAGGLE_KERNEL_RUN_TYPE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "no-kaggle-config"))
+    monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path / "empty-kagglehub"))
+    milestone = rehearse(MilestoneRegistry(ROOT).load("m38"))
+    run_dir = bundle.allocate_run_dir(tmp_path, "m38-rehearsal")
+    run = MilestoneRun(milestone, ROOT, run_dir, progress=lambda _: None)
+    check_model(run)
+    folder = Path(ModelSource.parse(model_place(run).source).location)
+    assert folder == run_dir / "rehearsal_model" / "2"
+    assert sorted(path.name for path in folder.iterdir()) == ["2b", "tokenizer.model"]
+    checkpoint = flax_checkpoint(folder)
+    assert checkpoint == folder / "2b"
+    metadata = ocp.StandardCheckpointer().metadata(checkpoint.resolve())
+    tree = getattr(metadata, "item_metadata", metadata)
+    dtypes = {str(leaf.dtype) for leaf in jax.tree.leaves(tree)}
+    assert dtypes == {"bfloat16"}

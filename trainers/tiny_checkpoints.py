@@ -64,7 +64,6 @@ SHAPES: dict[str, dict[str, Any]] = {
 }
 
 
-
 def train_tokenizer(folder: Path, lines: Sequence[str]) -> Path:
     """A SentencePiece BPE tokenizer trained on ``lines`` with Gemma's special ids, as
     ``tokenizer.model`` and, through ``GemmaTokenizerFast``, ``tokenizer.json``; returns
@@ -192,17 +191,21 @@ def build_kaggle_checkpoint(
     seed: int = 0,
     *,
     hf_folder: Path | None = None,
+    checkpoint_name: str | None = None,
     **changes: Any,
 ) -> Path:
     """The random Gemma of ``build_checkpoint`` in Kaggle's Flax layout in ``folder``: an orbax
-    checkpoint of its weights named like Kaggle's (``KAGGLE_FOLDERS``) and ``tokenizer.model``
-    beside it. The Hugging Face layout of the same weights is kept in ``hf_folder`` when given."""
+    checkpoint of its weights (in their dtype: ``torch_dtype`` among ``changes``) named
+    ``checkpoint_name`` as Kaggle names it after the variation (default ``KAGGLE_FOLDERS``), and
+    ``tokenizer.model`` beside it. The Hugging Face layout of the same weights is kept in
+    ``hf_folder`` when given."""
     import json
     import shutil
     import tempfile
 
+    import numpy as np
     import orbax.checkpoint as ocp
-    import safetensors.numpy
+    import safetensors.flax
 
     with tempfile.TemporaryDirectory() as scratch:
         source = hf_folder or Path(scratch) / "hf"
@@ -210,12 +213,13 @@ def build_kaggle_checkpoint(
         config = json.loads((source / "config.json").read_text(encoding="utf-8"))
         tensors: dict[str, Any] = {}
         for file in sorted(source.glob("*.safetensors")):
-            tensors |= safetensors.numpy.load_file(file)
+            # Read through jax: numpy alone has no bfloat16.
+            loaded = safetensors.flax.load_file(file)
+            tensors |= {name: np.asarray(tensor) for name, tensor in loaded.items()}
         folder.mkdir(parents=True, exist_ok=True)
         checkpointer = ocp.StandardCheckpointer()
-        checkpointer.save(
-            (folder / KAGGLE_FOLDERS[model_type]).resolve(), kaggle_layout(tensors, config)
-        )
+        name = checkpoint_name or KAGGLE_FOLDERS[model_type]
+        checkpointer.save((folder / name).resolve(), kaggle_layout(tensors, config))
         checkpointer.wait_until_finished()
         shutil.copyfile(source / "tokenizer.model", folder / "tokenizer.model")
     return folder

@@ -1,0 +1,152 @@
+"""The memory guard on the jax backend: one mesh device's share of a run against the HBM that
+``jax.Device.memory_stats()`` reports, and CPU devices against the RAM they share."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+jax = pytest.importorskip("jax")
+
+from harness import bundle  # noqa: E402
+from harness.failures import InsufficientMemory  # noqa: E402
+from harness.hardware import DeviceMemory, probe_memory  # noqa: E402
+from harness.memory import ModelShape, estimate_jax, lora_parameters, model_config, refusal  # noqa: E402
+from harness.preflight import preflight  # noqa: E402
+from harness.run import MilestoneRun  # noqa: E402
+from harness.specs import Milestone, MilestoneRegistry  # noqa: E402
+from trainers.config import LoraConfig, MeshConfig  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+GIB = 2**30
+V5E_HBM = 16 * GIB
+
+
+def m38(**changes: Any) -> Milestone:
+    milestone = MilestoneRegistry(ROOT).load("m38")
+    assert isinstance(milestone, Milestone)
+    return dataclasses.replace(milestone, spec=milestone.spec.model_copy(update=changes))
+
+
+def gemma_2b() -> ModelShape:
+    return ModelShape.from_config(model_config("random:gemma-2b"))
+
+
+def a_tpu_chip(free: int) -> DeviceMemory:
+    return DeviceMemory("tpu:0 (TPU v5 lite)", V5E_HBM, free, "injected by the test")
+
+
+class FakeTpu:
+    """A TPU device as jax shows one: what this CPU cannot produce."""
+
+    platform = "tpu"
+    device_kind = "TPU v5 lite"
+
+    def __init__(self, index: int, in_use: int, limit: int | None = V5E_HBM) -> None:
+        self.id, self.in_use, self.limit = index, in_use, limit
+
+    def memory_stats(self) -> dict[str, int] | None:
+        return (
+            None if self.limit is None else {"bytes_limit": self.limit, "bytes_in_use": self.in_use}
+        )
+
+
+def fake_tpus(monkeypatch: pytest.MonkeyPatch, devices: list[FakeTpu]) -> None:
+    real = jax.devices
+    monkeypatch.setattr(jax, "devices", lambda kind=None: devices if kind == "tpu" else real(kind))
+
+
+def test_gemma_2b_fully_fine_tuned_on_m38s_mesh_fits_one_v5e_chip() -> None:
+    shape, training = gemma_2b(), m38().training
+    needed = estimate_jax(shape, training)
+    local = -(-shape.parameters // 8)
+    assert (needed.weights, needed.gradients, needed.optimizer) == (4 * local, 4 * local, 8 * local)
+    assert needed.micro_batch == 1  # batch 8 over the 8 devices
+    assert refusal(needed, a_tpu_chip(V5E_HBM)) is None
+    assert needed.total < 12 * GIB
+
+
+def test_gemma_2b_on_one_chip_is_refused_with_the_numbers() -> None:
+    training = m38().training.model_copy(update={"mesh": MeshConfig(data=8, fsdp=1)})
+    needed = estimate_jax(gemma_2b(), training)
+    assert needed.weights == 4 * gemma_2b().parameters  # every device holds all of it
+    reason = refusal(needed, a_tpu_chip(V5E_HBM))
+    assert reason is not None
+    assert reason.startswith(f"the run needs {needed.total / GIB:.1f} GiB = weights 9.3")
+    assert reason.endswith(
+        "tpu:0 (TPU v5 lite) has 16.0 GiB free of 16.0 GiB (injected by the test)"
+    )
+
+
+def test_lora_trains_and_holds_state_for_the_adapters_only() -> None:
+    full = estimate_jax(gemma_2b(), m38().training)
+    lora = estimate_jax(
+        gemma_2b(), m38().training.model_copy(update={"lora": LoraConfig(rank=8, alpha=16)})
+    )
+    assert lora.gradients < full.gradients / 20
+    assert lora.optimizer == 2 * lora.gradients
+    assert full.weights < lora.weights < full.weights * 1.1
+
+
+def test_hbm_is_read_from_memory_stats_of_the_fullest_device(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake_tpus(monkeypatch, [FakeTpu(0, GIB), FakeTpu(1, 3 * GIB), FakeTpu(2, 0)])
+    memory = probe_memory("tpu", 8, "jax")
+    assert memory == DeviceMemory(
+        "tpu:1 (TPU v5 lite)", V5E_HBM, 13 * GIB, "jax.Device.memory_stats()"
+    )
+
+
+def test_a_device_without_memory_stats_is_not_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_tpus(monkeypatch, [FakeTpu(0, 0), FakeTpu(1, 0, limit=None)])
+    assert probe_memory("tpu", 2, "jax") is None
+    assert probe_memory("tpu", 1, "jax") is not None
+
+
+def test_preflight_refuses_m38_on_tpu_chips_too_small_and_names_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_tpus(monkeypatch, [FakeTpu(index, in_use=12 * GIB) for index in range(8)])
+    milestone = m38(model="random:gemma-2b")
+    run_dir = bundle.allocate_run_dir(tmp_path, "m38")
+    run = MilestoneRun(milestone, ROOT, run_dir, progress=lambda _: None)
+    with pytest.raises(
+        InsufficientMemory,
+        match=r"has 4\.0 GiB free of 16\.0 GiB \(jax\.Device\.memory_stats\(\)\)",
+    ):
+        preflight(run)
+    snapshot = (run_dir / "env_snapshot.txt").read_text()
+    assert re.search(r"^devices +8 x TPU v5 lite \(jax\.devices\('tpu'\)\)$", snapshot, re.M)
+
+
+def test_the_cpu_devices_of_a_jax_run_share_the_ram(tmp_path: Path) -> None:
+    said: list[str] = []
+    milestone = MilestoneRegistry(ROOT).load("smoke-jax")
+    run = MilestoneRun(
+        milestone, ROOT, bundle.allocate_run_dir(tmp_path, "smoke-jax"), progress=said.append
+    )
+    preflight(run)
+    [line] = [line for line in said if "preflight: memory" in line]
+    assert "fp32 state, 1 devices" in line
+    assert line.endswith("(MemAvailable in /proc/meminfo)")
+
+
+def test_the_lora_count_is_the_adapters_qwix_builds() -> None:
+    from flax import nnx
+
+    from trainers import jax_model
+
+    mesh = jax_model.build_mesh(MeshConfig(), "cpu")
+    model = jax_model.build_model("tiny-gemma", 0, mesh, LoraConfig(rank=4, alpha=8))
+    adapters = sum(
+        variable.get_value().size
+        for path, variable in nnx.to_flat_state(nnx.state(model))
+        if any("lora" in str(key) for key in path)
+    )
+    shape = ModelShape.from_config(model_config("random:tiny-gemma"))
+    assert adapters == lora_parameters(shape, 4) > 0
