@@ -282,6 +282,22 @@ def test_a_versioned_handle_resolves_offline_from_the_cache(
     check_model_source(f"kaggle:{HANDLE}", "jax")
 
 
+def test_the_lineage_of_a_cached_handle_reads_the_orbax_metadata(
+    folders: dict[str, tuple[Path, Path]], offline: Path
+) -> None:
+    from harness.lineage import model_lineage, weight_facts
+
+    flax_folder, hf_folder = folders["gemma"]
+    cached = populate(offline, flax_folder)
+    lineage = model_lineage(f"kaggle:{HANDLE}")
+    assert lineage["folder"] == str(cached.resolve())
+    assert lineage["revision"] == "Kaggle version 2"
+    assert "tokenizer.model" in lineage["files"]
+    # The same weights in both layouts: the orbax metadata counts what the safetensors declare.
+    assert lineage["parameters"] == weight_facts(hf_folder)[0] > 0
+    assert lineage["dtypes"] == ["float32"]
+
+
 def test_an_uncached_handle_without_credentials_is_one_line(offline: Path) -> None:
     line = (
         f"kaggle:{HANDLE} is not in the kagglehub cache ({offline}) and no Kaggle credentials are "
