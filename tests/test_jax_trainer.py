@@ -120,6 +120,23 @@ def test_checkpoint_holds_orbax_state_safetensors_card_and_tokenizer(
     assert sum(w.size for w in weights.values()) == trained[0].model_parameters
 
 
+def test_every_mlp_weight_starts_random_and_trains(
+    trained: tuple[TrainResult, list[StepRecord]], config: TrainingConfig
+) -> None:
+    """Tunix starts its MLP kernels at zero, where they would get no gradient."""
+    import numpy as np
+
+    start = build_model("tiny-gemma", config.seed, build_mesh(config.mesh, "cpu"), None)
+    weights = safetensors.numpy.load_file(str(trained[0].checkpoint_dir / "model.safetensors"))
+    for index, layer in enumerate(start.layers):
+        for name in ("gate_proj", "up_proj", "down_proj"):
+            initial = np.asarray(getattr(layer.mlp, name).kernel.get_value()).T
+            assert 0.005 < initial.std() < 0.02, (index, name)
+            final = weights[f"model.layers.{index}.mlp.{name}.weight"]
+            assert np.abs(final - initial).max() > 0, (index, name)  # it trained
+            assert np.corrcoef(final.ravel(), initial.ravel())[0, 1] > 0.5, (index, name)
+
+
 def test_generate_batched_equals_one_at_a_time(
     examples: tuple[Example, ...], trained: tuple[TrainResult, list[StepRecord]]
 ) -> None:

@@ -26,6 +26,7 @@ PLATFORMS = {"cpu": "cpu", "cuda": "gpu", "tpu": "tpu"}
 MESH_AXES = ("data", "fsdp")
 # Every batch is split over all devices: "data" replicates the weights, "fsdp" shards them.
 BATCH_AXES = (MESH_AXES,)
+MLP_KERNELS = ("gate_proj", "up_proj", "down_proj")
 LORA_MODULES = ".*q_einsum|.*kv_einsum|.*gate_proj|.*down_proj|.*up_proj"
 # The Hugging Face layout's config.json is transformers' config; the card has a name of its own.
 MODEL_CARD = "model_card.json"
@@ -135,11 +136,21 @@ def build_model(
 
 
 def random_model(config: gemma.ModelConfig, seed: int, mesh: jax.sharding.Mesh) -> gemma.Gemma:
-    """The Gemma of ``config`` randomly initialised from ``seed``, each weight on its shard."""
+    """The Gemma of ``config`` randomly initialised from ``seed``, each weight on its shard.
+
+    Tunix's FeedForward starts its gate, up and down kernels at zero, where they get no gradient
+    and a random model's MLP never trains: they start as its Einsum weights do, normal(0.01).
+    """
 
     @nnx.jit
     def create() -> gemma.Gemma:
-        model = gemma.Gemma(config, rngs=nnx.Rngs(params=seed))
+        rngs = nnx.Rngs(params=seed)
+        model = gemma.Gemma(config, rngs=rngs)
+        for layer in model.layers:
+            for name in MLP_KERNELS:
+                kernel = getattr(layer.mlp, name).kernel
+                value = kernel.get_value()
+                kernel.set_value(nnx.initializers.normal()(rngs.params(), value.shape, value.dtype))
         state = nnx.state(model)
         nnx.update(model, jax.lax.with_sharding_constraint(state, nnx.get_partition_spec(state)))
         return model
