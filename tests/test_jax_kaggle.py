@@ -385,3 +385,22 @@ def test_a_kaggle_handle_fine_tunes_and_its_checkpoint_rebuilds(
     rebuilt = jax_model.load_model(result.checkpoint_dir, "cpu")
     assert rebuilt.config == jax_model.on_mesh(jax_pretrained.tunix_config(derived, "kaggle"))
     assert jax_model.parameter_count(rebuilt) == result.model_parameters
+
+
+def test_a_tokenizer_larger_than_the_checkpoints_vocabulary_names_the_derived_config(
+    folders: dict[str, tuple[Path, Path]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trainers import tiny_checkpoints
+
+    folder = tmp_path / "flax"
+    shutil.copytree(folders["gemma"][0], folder)
+    (folder / "tokenizer.model").unlink()
+    monkeypatch.setattr(tiny_checkpoints, "VOCAB_SIZE", 640)  # the checkpoint has 512 entries
+    tiny_checkpoints.train_tokenizer(tmp_path / "bigger", corpus_lines())
+    shutil.copyfile(tmp_path / "bigger" / "tokenizer.model", folder / "tokenizer.model")
+    with pytest.raises(ValueError) as loaded:
+        jax_kaggle.load_kaggle(folder, 0, jax_model.build_mesh(MeshConfig(), "cpu"), None)
+    assert str(loaded.value) == (
+        f"the config derived from {folder / KAGGLE_FOLDERS['gemma']}: vocab_size is 512 but the "
+        "tokenizer has 640 tokens"
+    )

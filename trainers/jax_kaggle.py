@@ -247,6 +247,8 @@ def load_kaggle(
     checkpoint, found, hf = _read(folder)
     config = jax_model.on_mesh(jax_pretrained.tunix_config(hf, str(checkpoint)))
     tokenizer = pretrained_tokenizer.load_tokenizer(folder)
-    pretrained_tokenizer.check_tokenizer(tokenizer, hf, folder)
+    pretrained_tokenizer.check_tokenizer(
+        tokenizer, hf, folder, f"the config derived from {checkpoint}"
+    )
     model = restore_weights(checkpoint, found, config, mesh)
     return jax_model.with_lora(model, seed, mesh, lora), tokenizer, hf

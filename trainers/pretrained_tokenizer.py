@@ -25,8 +25,12 @@ def load_tokenizer(folder: Path) -> Any:
     raise FileNotFoundError(f"{folder} has neither tokenizer.json nor tokenizer.model")
 
 
-def check_tokenizer(tokenizer: Any, config: dict[str, Any], folder: Path) -> None:
-    """Refuse, in one line, a tokenizer whose special ids or vocabulary the model does not share."""
+def check_tokenizer(
+    tokenizer: Any, config: dict[str, Any], folder: Path, config_from: str | None = None
+) -> None:
+    """Refuse, in one line, a tokenizer whose special ids or vocabulary the model does not share;
+    ``config_from`` names where the config came from (default the folder's config.json)."""
+    where = config_from or str(folder / "config.json")
     for key, attribute in SPECIAL_IDS:
         wanted = config.get(key)
         have = getattr(tokenizer, attribute)
@@ -35,11 +39,9 @@ def check_tokenizer(tokenizer: Any, config: dict[str, Any], folder: Path) -> Non
         # Gemma 3 lists several end-of-turn ids as eos; the tokenizer's must be one of them.
         allowed = wanted if isinstance(wanted, list) else [wanted]
         if wanted is not None and have not in allowed:
-            raise ValueError(
-                f"{folder / 'config.json'}: {key} is {wanted} but the tokenizer's is {have}"
-            )
+            raise ValueError(f"{where}: {key} is {wanted} but the tokenizer's is {have}")
     if len(tokenizer) > config["vocab_size"]:
         raise ValueError(
-            f"{folder / 'config.json'}: vocab_size is {config['vocab_size']} but the tokenizer "
+            f"{where}: vocab_size is {config['vocab_size']} but the tokenizer "
             f"has {len(tokenizer)} tokens"
         )
