@@ -1,14 +1,18 @@
-"""Hugging Face Gemma folders on the jax backend: Tunix config from config.json, checked weights."""
+"""Hugging Face Gemma folders on the jax backend: Tunix config from config.json, checked weights
+streamed onto their shards."""
 
 from __future__ import annotations
 
 import json
+import struct
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import jax
-import jax.numpy as jnp
+import numpy as np
 import safetensors
+from flax import nnx
 from tunix.models import safetensors_loader
 from tunix.models.gemma import model as gemma
 from tunix.models.gemma import params_safetensors
@@ -33,6 +37,10 @@ ACTIVATION = "gelu_pytorch_tanh"
 # norm before the feed-forward block, to post_attn_norm: a Gemma 1 has no such norm.
 POST_ATTENTION_NORM = r"model\.layers\.([0-9]+)\.post_attention_layernorm\.weight"
 GEMMA1_POST_ATTENTION_NORM = (r"layers.\1.pre_ffw_norm.scale", None)
+# A safetensors file opens with the length of its JSON header, a little-endian unsigned 64 bits.
+HEADER_BYTES = 8
+# Where Tunix's key map sends what its Gemma has no weight for (lm_head, rotary buffers, biases).
+UNUSED = "unused."
 
 
 def read_config(folder: Path) -> dict[str, Any]:
@@ -135,20 +143,14 @@ def check_weights(folder: Path, config: gemma.ModelConfig) -> None:
     expected = expected_shapes(config)
     seen: set[str] = set()
     for file in files:
-        dtypes: set[str] = set()
         with safetensors.safe_open(str(file), framework="numpy") as weights:
             for name in weights.keys():  # noqa: SIM118 (a safetensors handle is no dict)
-                tensor = weights.get_slice(name)
-                dtypes.add(tensor.get_dtype())
-                shape = tuple(tensor.get_shape())
+                shape = tuple(weights.get_slice(name).get_shape())
                 if name in expected and shape != expected[name]:
                     raise ValueError(
                         f"{file}: {name} has shape {shape}, {CONFIG} makes it {expected[name]}"
                     )
                 seen.add(name)
-        # Tunix's loader reads a whole file as the dtype of its first tensor.
-        if len(dtypes) > 1:
-            raise ValueError(f"{file} mixes dtypes {sorted(dtypes)}; the loader needs one per file")
     missing = [name for name in expected if name not in seen]
     if missing:
         raise ValueError(
@@ -165,18 +167,113 @@ def key_mapping(config: gemma.ModelConfig) -> dict[str, Any]:
     return mapping
 
 
+def abstract_weights(
+    config: gemma.ModelConfig, mesh: jax.sharding.Mesh
+) -> tuple[nnx.GraphDef[gemma.Gemma], nnx.State, dict[str, nnx.Variable[Any]]]:
+    """The Gemma of ``config`` as shapes only, built under ``mesh`` and split into its graph and
+    state, and the state's variables (the same objects) under Tunix's dotted keys."""
+    with jax.set_mesh(mesh):
+        abstract = nnx.eval_shape(lambda: gemma.Gemma(config, rngs=nnx.Rngs(params=0)))
+    graph, state = nnx.split(abstract)
+    variables = {
+        safetensors_loader.path_to_key(path): variable
+        for path, variable in nnx.to_flat_state(state)
+    }
+    return graph, state, variables
+
+
+def read_tensors(file: Path) -> Iterator[tuple[str, np.ndarray]]:
+    """Each tensor of a safetensors ``file`` in its stored dtype, one at a time, read with plain
+    file reads: nothing maps the file, so none of its pages stays in the process's memory."""
+    with file.open("rb") as stream:
+        (length,) = struct.unpack("<Q", stream.read(HEADER_BYTES))
+        header: dict[str, Any] = json.loads(stream.read(length))
+        header.pop("__metadata__", None)
+        for name, entry in header.items():
+            yield name, read_tensor(file, stream, HEADER_BYTES + length, name, entry)
+
+
+def read_tensor(
+    file: Path, stream: BinaryIO, data_start: int, name: str, entry: dict[str, Any]
+) -> np.ndarray:
+    """The tensor ``name`` of ``file`` (open as ``stream``), where its header ``entry`` puts it."""
+    dtype = safetensors_loader.to_np_dtype(entry["dtype"])
+    if dtype is None:
+        raise ValueError(f"{file}: {name} has dtype {entry['dtype']}, which Tunix does not read")
+    begin, end = entry["data_offsets"]
+    data = np.empty(end - begin, dtype=np.uint8)
+    stream.seek(data_start + begin)
+    if stream.readinto(data) != data.size:
+        raise ValueError(f"{file}: {name} runs past the end of the file")
+    return data.view(dtype).reshape(entry["shape"])
+
+
+def mapped_tensor(
+    file: Path, name: str, tensor: np.ndarray, key_map: dict[str, Any]
+) -> dict[str, np.ndarray]:
+    """``tensor`` under its Tunix key, permuted and reshaped as Tunix's key map says; nothing for
+    a tensor the map sends to its unused keys, which Tunix's loaders drop too."""
+    try:
+        key, transform = safetensors_loader.torch_key_to_jax_key(key_map, name)
+    except ValueError:
+        raise ValueError(f"{file}: {name} has no place in Tunix's Gemma") from None
+    if key.startswith(UNUSED):
+        return {}
+    if transform is not None:
+        permute, reshape = transform
+        if permute:
+            tensor = tensor.transpose(permute)
+        if reshape:
+            tensor = tensor.reshape(reshape)
+    return {key: tensor}
+
+
+def assign(
+    file: Path,
+    name: str,
+    variable: nnx.Variable[Any] | None,
+    value: np.ndarray | jax.Array,
+    mesh: jax.sharding.Mesh,
+) -> None:
+    """``value`` (made from the tensor ``name`` of ``file``) as ``variable``'s weight, in float32
+    on the shards of ``mesh`` the model's partitioning gives it."""
+    if variable is None:
+        raise ValueError(f"{file}: {name} maps to a weight Tunix's Gemma does not have")
+    wanted = variable.get_value().shape
+    if value.shape != wanted:
+        raise ValueError(f"{file}: {name} gives shape {value.shape}, Tunix's Gemma needs {wanted}")
+    sharding = nnx.get_named_sharding(variable, mesh).get_value()
+    variable.set_value(jax.device_put(np.asarray(value, dtype=np.float32), sharding))
+
+
+def check_assigned(folder: Path, variables: dict[str, nnx.Variable[Any]]) -> None:
+    """Refuse, naming the first, weights that no tensor of ``folder`` was assigned to."""
+    unassigned = [
+        key
+        for key, variable in variables.items()
+        if isinstance(variable.get_value(), jax.ShapeDtypeStruct)
+    ]
+    if unassigned:
+        raise ValueError(
+            f"{folder}: no tensor for Tunix's {unassigned[0]} "
+            f"({len(unassigned)} weights unassigned)"
+        )
+
+
 def load_weights(folder: Path, config: gemma.ModelConfig, mesh: jax.sharding.Mesh) -> gemma.Gemma:
     """The Gemma of ``config`` with ``folder``'s weights in float32, each put on its shard of
-    ``mesh`` by Tunix's loader."""
+    ``mesh`` as the model's own partitioning places it. The files are read one after another, a
+    tensor at a time, through Tunix's key map and preprocessing (which holds a layer's queries,
+    keys and values until it can stack them), so the host holds only a few tensors at once
+    besides the model's weights."""
     check_weights(folder, config)
-    model: gemma.Gemma = safetensors_loader.load_and_create_model(
-        str(folder),
-        gemma.Gemma,
-        config,
-        key_mapping,
-        mesh=mesh,
-        preprocess_fn=params_safetensors._make_preprocess_fn(config),
-        dtype=jnp.float32,
-        mode="optimized",
-    )
+    graph, state, variables = abstract_weights(config, mesh)
+    key_map = key_mapping(config)
+    preprocess = params_safetensors._make_preprocess_fn(config)
+    for file in sorted(folder.glob("*.safetensors")):
+        for name, tensor in read_tensors(file):
+            for key, value in preprocess(mapped_tensor(file, name, tensor, key_map)).items():
+                assign(file, name, variables.get(key), value, mesh)
+    check_assigned(folder, variables)
+    model: gemma.Gemma = nnx.merge(graph, state)
     return model
