@@ -286,7 +286,8 @@ def test_an_unsupported_model_type_is_refused(tmp_path: Path) -> None:
     folder = build_checkpoint(tmp_path / "gemma", "gemma")
     rewrite_config(folder, model_type="llama")
     assert load_error(folder) == (
-        f"{folder / 'config.json'}: model_type 'llama'; the jax backend loads gemma, gemma2"
+        f"{folder / 'config.json'}: model_type 'llama'; the jax backend loads gemma, gemma2, "
+        "gemma3_text"
     )
 
 

@@ -9,7 +9,8 @@ CHARACTERS = ("\n", *(chr(code) for code in range(32, 127)))
 
 
 def build_char_tokenizer() -> Any:
-    """A ``PreTrainedTokenizerFast`` over printable ASCII and newline; saved with every checkpoint."""
+    """A ``PreTrainedTokenizerFast`` over printable ASCII and newline, saved with every
+    checkpoint."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 

@@ -1,4 +1,5 @@
-"""Token ids and loss masks shared by every backend: ``<bos> prompt completion <eos>``, loss on the completion."""
+"""Token ids and loss masks shared by every backend: ``<bos> prompt completion <eos>``, loss on
+the completion."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ IGNORE_INDEX = -100
 
 
 def encode_example(tokenizer: Any, example: Example, max_len: int) -> tuple[list[int], list[int]]:
-    """Token ids ``<bos> prompt completion <eos>`` and labels that mask everything but the completion."""
+    """Token ids ``<bos> prompt completion <eos>`` and labels that mask everything but the
+    completion."""
     prompt = [tokenizer.bos_token_id, *tokenizer.encode(example.prompt, add_special_tokens=False)]
     completion = [*tokenizer.encode(example.completion, add_special_tokens=False)]
     completion.append(tokenizer.eos_token_id)

@@ -1,4 +1,5 @@
-"""Loss guards shared by every backend: stop at the first non-finite loss or a sustained divergence."""
+"""Loss guards shared by every backend: stop at the first non-finite loss or a sustained
+divergence."""
 
 from __future__ import annotations
 
@@ -36,8 +37,8 @@ class LossGuard:
         self.strikes = self.strikes + 1 if loss > self.factor * self.best else 0
         if self.strikes >= self.patience:
             raise Divergence(
-                f"loss {loss:.4g} at step {step} stayed above {self.factor:g} x its running minimum "
-                f"{self.best:.4g} for {self.patience} steps",
+                f"loss {loss:.4g} at step {step} stayed above {self.factor:g} x its running "
+                f"minimum {self.best:.4g} for {self.patience} steps",
                 step,
                 loss,
             )

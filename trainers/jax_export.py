@@ -21,10 +21,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from tunix.models.gemma import model as gemma
 
 from trainers import jax_pretrained, pretrained_tokenizer
 from trainers.config import LoraConfig
+from trainers.jax_pretrained import TunixConfig
 from trainers.models import ARCHITECTURES
 
 WEIGHTS = "model.safetensors"
@@ -38,6 +38,12 @@ GEMMA2_NORMS = {
     "post_attention_layernorm": "post_attn_norm",
     "pre_feedforward_layernorm": "pre_ffw_norm",
     "post_feedforward_layernorm": "post_ffw_norm",
+}
+# Gemma 3 names its post-attention norm otherwise and adds norms of its queries and keys.
+GEMMA3_NORMS = GEMMA2_NORMS | {
+    "post_attention_layernorm": "post_attention_norm",
+    "self_attn.q_norm": "attn._query_norm",
+    "self_attn.k_norm": "attn._key_norm",
 }
 
 Transform = Callable[[jax.Array], jax.Array]
@@ -63,7 +69,14 @@ def _output(weight: jax.Array) -> jax.Array:
     return weight.reshape(heads * head_dim, embed).T
 
 
-def layer_tensors(config: gemma.ModelConfig) -> dict[str, tuple[str, Transform]]:
+def layer_norms(config: TunixConfig) -> dict[str, str]:
+    """Hugging Face norm -> Tunix norm, per layer of ``config``'s family."""
+    if jax_pretrained.is_gemma3(config):
+        return GEMMA3_NORMS
+    return GEMMA2_NORMS if config.use_post_attn_norm else GEMMA1_NORMS
+
+
+def layer_tensors(config: TunixConfig) -> dict[str, tuple[str, Transform]]:
     """Per layer: Hugging Face tensor name -> the Tunix weight it comes from and how."""
     if config.num_heads == config.num_kv_heads:  # Tunix fuses q, k and v when the heads match
         qkv = {name: ("attn.qkv_einsum.w", _stacked_heads(i)) for i, name in enumerate("qkv")}
@@ -77,12 +90,12 @@ def layer_tensors(config: gemma.ModelConfig) -> dict[str, tuple[str, Transform]]
     tensors["self_attn.o_proj.weight"] = ("attn.attn_vec_einsum.w", _output)
     for projection in ("gate_proj", "up_proj", "down_proj"):
         tensors[f"mlp.{projection}.weight"] = (f"mlp.{projection}.kernel", jnp.transpose)
-    norms = GEMMA2_NORMS if config.use_post_attn_norm else GEMMA1_NORMS
+    norms = layer_norms(config)
     tensors |= {f"{hf}.weight": (f"{tunix}.scale", _same) for hf, tunix in norms.items()}
     return tensors
 
 
-def hf_tensors(config: gemma.ModelConfig) -> dict[str, tuple[str, Transform]]:
+def hf_tensors(config: TunixConfig) -> dict[str, tuple[str, Transform]]:
     """Every Hugging Face tensor of ``config``'s Gemma -> its Tunix weight and transform."""
     tensors = {"model.embed_tokens.weight": ("embedder.input_embedding", _same)}
     for layer in range(config.num_layers):
@@ -149,7 +162,7 @@ def write_weights(path: Path, model: nnx.Module, lora: LoraConfig | None) -> Non
     """``model``'s weights as a Hugging Face ``model.safetensors``: each tensor is laid out on its
     devices, copied to the host and written before the next, so the host never holds the model.
     Written beside ``path`` and moved over it, so a crash leaves no truncated file."""
-    config: gemma.ModelConfig = model.config
+    config: TunixConfig = model.config
     shapes = jax_pretrained.expected_shapes(config)
     sources = hf_tensors(config)
     dtype = weights_dtype(model)
@@ -176,7 +189,7 @@ def write_weights(path: Path, model: nnx.Module, lora: LoraConfig | None) -> Non
 
 
 def transformers_config(
-    card: dict[str, Any], config: gemma.ModelConfig, tokenizer: Any
+    card: dict[str, Any], config: TunixConfig, tokenizer: Any
 ) -> dict[str, Any]:
     """The transformers config of the card's model: its pretrained folder's, or its random
     architecture's with the tokenizer's special ids and the vocabulary of the Tunix config (Tunix's

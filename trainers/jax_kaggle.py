@@ -18,22 +18,13 @@ from tunix.models.gemma import params as gemma_params
 
 from trainers import jax_model, jax_pretrained, pretrained_tokenizer, tiny_checkpoints
 from trainers.config import LoraConfig
+from trainers.jax_pretrained import SHAPE_FIELDS
 from trainers.models import flax_checkpoint
 
 TunixPath = tuple[str | int, ...]
 # Orbax key and leaf ("transformer/layer_0/attn/q_einsum", "w") of each Tunix weight.
 OrbaxName = tuple[str, str]
 Found = dict[TunixPath, tuple[OrbaxName, tuple[int, ...]]]
-# The shape of a Tunix Gemma, which its weights show.
-SHAPE_FIELDS = (
-    "num_layers",
-    "num_embed",
-    "embed_dim",
-    "hidden_dim",
-    "num_heads",
-    "head_dim",
-    "num_kv_heads",
-)
 # Kaggle's gating_einsum holds gate and up projections at once; Tunix's map sends it to gate_proj.
 GATE, UP = ("mlp", "gate_proj", "kernel"), ("mlp", "up_proj", "kernel")
 POST_ATTENTION_NORM = ("layers", 0, "post_attn_norm", "scale")

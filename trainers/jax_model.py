@@ -20,6 +20,7 @@ from tunix.sft.checkpoint_manager import CheckpointManager
 
 from trainers import jax_export, jax_pretrained, pretrained_tokenizer
 from trainers.config import LoraConfig, MeshConfig
+from trainers.jax_pretrained import TunixConfig, TunixModel
 from trainers.models import ARCHITECTURES, ModelSource
 
 PLATFORMS = {"cpu": "cpu", "cuda": "gpu", "tpu": "tpu"}
@@ -52,10 +53,20 @@ def _tiny_gemma() -> gemma.ModelConfig:
     )
 
 
-TUNIX_CONFIGS: dict[str, Callable[[], gemma.ModelConfig]] = {
+def _gemma3_1b() -> TunixConfig:
+    """The torch backend's ``gemma-3-1b``: its transformers config as Tunix's Gemma3."""
+    from transformers import AutoConfig
+
+    shape = dict(ARCHITECTURES["gemma-3-1b"])
+    hf = AutoConfig.for_model(shape.pop("model_type"), **shape).to_dict()
+    return jax_pretrained.tunix_config(hf, "trainers/models.py")
+
+
+TUNIX_CONFIGS: dict[str, Callable[[], TunixConfig]] = {
     "tiny-gemma": _tiny_gemma,
     "gemma-2b": gemma.ModelConfig.gemma_2b,
     "gemma-2-2b": gemma.ModelConfig.gemma2_2b,
+    "gemma-3-1b": _gemma3_1b,
 }
 
 
@@ -104,48 +115,53 @@ def quiet_tunix() -> Iterator[None]:
         yield
 
 
-def mesh_sharding() -> gemma.ShardingConfig:
-    """Tunix's Gemma partitioning on this mesh: weights over "fsdp" as Tunix has them, no tensor
-    parallelism, and the batch dimension of activations over both axes like the input batches."""
-    default = gemma.ShardingConfig.get_default_sharding()
+def mesh_sharding(kind: type[Any] = gemma.ShardingConfig) -> Any:
+    """Tunix's partitioning (its ShardingConfig class ``kind``) on this mesh: weights over "fsdp" as
+    Tunix has them, no tensor parallelism, the batch dimension of activations over both axes like
+    the input batches, and none for a vision tower (Gemma3's, which a text model lacks)."""
+    default = kind.get_default_sharding()
 
-    def on_mesh(field: str, axes: tuple[str | None, ...]) -> tuple[Any, ...]:
+    def on_mesh(field: str, axes: Any) -> tuple[Any, ...] | None:
+        if not isinstance(axes, tuple):
+            return None
         sharded = BATCH_AXES[0] if field.startswith("act_") else "fsdp"
         return tuple(sharded if axis == "fsdp" else None for axis in axes)
 
-    return gemma.ShardingConfig(
+    return kind(
         **{f.name: on_mesh(f.name, getattr(default, f.name)) for f in dataclasses.fields(default)}
     )
 
 
-def tunix_config(arch: str) -> gemma.ModelConfig:
-    return dataclasses.replace(TUNIX_CONFIGS[arch](), shd_config=mesh_sharding())
+def tunix_config(arch: str) -> TunixConfig:
+    return on_mesh(TUNIX_CONFIGS[arch]())
 
 
-def on_mesh(config: gemma.ModelConfig) -> gemma.ModelConfig:
-    return dataclasses.replace(config, shd_config=mesh_sharding())
+def on_mesh(config: TunixConfig) -> Any:
+    return dataclasses.replace(config, shd_config=mesh_sharding(type(config.shd_config)))
 
 
 @quiet_tunix()
 def build_model(
     arch: str, seed: int, mesh: jax.sharding.Mesh, lora: LoraConfig | None
-) -> gemma.Gemma:
+) -> TunixModel:
     """The Gemma of ``arch``, randomly initialised from ``seed``, sharded over ``mesh``, with LoRA
     adapters when ``lora`` is set."""
     return with_lora(random_model(tunix_config(arch), seed, mesh), seed, mesh, lora)
 
 
-def random_model(config: gemma.ModelConfig, seed: int, mesh: jax.sharding.Mesh) -> gemma.Gemma:
+def random_model(config: TunixConfig, seed: int, mesh: jax.sharding.Mesh) -> TunixModel:
     """The Gemma of ``config`` randomly initialised from ``seed``, each weight on its shard.
 
     Tunix's FeedForward starts its gate, up and down kernels at zero, where they get no gradient
     and a random model's MLP never trains: they start as its Einsum weights do, normal(0.01).
     """
 
+    build = jax_pretrained.model_class(config)
+
     @nnx.jit
-    def create() -> gemma.Gemma:
+    def create() -> TunixModel:
         rngs = nnx.Rngs(params=seed)
-        model = gemma.Gemma(config, rngs=rngs)
+        model = build(config, rngs=rngs)
         for layer in model.layers:
             for name in MLP_KERNELS:
                 kernel = getattr(layer.mlp, name).kernel
@@ -160,30 +176,31 @@ def random_model(config: gemma.ModelConfig, seed: int, mesh: jax.sharding.Mesh) 
 
 
 def with_lora(
-    model: gemma.Gemma, seed: int, mesh: jax.sharding.Mesh, lora: LoraConfig | None
-) -> gemma.Gemma:
+    model: TunixModel, seed: int, mesh: jax.sharding.Mesh, lora: LoraConfig | None
+) -> TunixModel:
     if lora is None:
         return model
     return reshard.reshard_model_to_mesh(lora_adapted(model, seed, lora), mesh)
 
 
-def lora_adapted(model: gemma.Gemma, seed: int, lora: LoraConfig) -> gemma.Gemma:
+def lora_adapted(model: TunixModel, seed: int, lora: LoraConfig) -> TunixModel:
     """``model`` with qwix LoRA adapters (seeded by ``seed``) on ``LORA_MODULES``."""
     provider = qwix.LoraProvider(module_path=LORA_MODULES, rank=lora.rank, alpha=lora.alpha)
-    adapted: gemma.Gemma = qwix.apply_lora_to_model(
+    adapted: TunixModel = qwix.apply_lora_to_model(
         model, provider, rngs=nnx.Rngs(seed), **model.get_model_input()
     )
     return adapted
 
 
 def abstract_model(
-    config: gemma.ModelConfig, mesh: jax.sharding.Mesh, lora: LoraConfig | None
-) -> gemma.Gemma:
+    config: TunixConfig, mesh: jax.sharding.Mesh, lora: LoraConfig | None
+) -> TunixModel:
     """The Gemma of ``config`` (with LoRA adapters when ``lora`` is set) as the shape, dtype and
     shard on ``mesh`` of each weight: nothing is initialised, so orbax restores straight into it."""
+    build = jax_pretrained.model_class(config)
 
-    def create() -> gemma.Gemma:
-        model = gemma.Gemma(config, rngs=nnx.Rngs(params=0))
+    def create() -> TunixModel:
+        model = build(config, rngs=nnx.Rngs(params=0))
         return model if lora is None else lora_adapted(model, 0, lora)
 
     with mesh:
@@ -194,14 +211,14 @@ def abstract_model(
         state,
         nnx.get_named_sharding(state, mesh),
     )
-    model: gemma.Gemma = nnx.merge(graph, state)
+    model: TunixModel = nnx.merge(graph, state)
     return model
 
 
 @quiet_tunix()
 def load_pretrained(
     folder: Path, seed: int, mesh: jax.sharding.Mesh, lora: LoraConfig | None
-) -> tuple[gemma.Gemma, Any, dict[str, Any]]:
+) -> tuple[TunixModel, Any, dict[str, Any]]:
     """The Gemma of a Hugging Face folder sharded over ``mesh`` (LoRA adapters seeded by ``seed``
     when ``lora`` is set), its checked tokenizer, and its transformers config."""
     hf = jax_pretrained.read_config(folder)
@@ -218,7 +235,7 @@ def parameter_count(model: nnx.Module) -> int:
 
 def model_card(
     source: str,
-    config: gemma.ModelConfig,
+    config: TunixConfig,
     seed: int,
     lora: LoraConfig | None,
     mesh: MeshConfig,
@@ -229,15 +246,6 @@ def model_card(
     A ``random:<arch>`` model is rebuilt from its architecture, a pretrained one from the
     transformers config of its folder (``pretrained``), so the folder may move after training.
     """
-    shape = (
-        "num_layers",
-        "num_embed",
-        "embed_dim",
-        "hidden_dim",
-        "num_heads",
-        "head_dim",
-        "num_kv_heads",
-    )
     parsed = ModelSource.parse(source)
     return {
         "backend": "jax",
@@ -247,11 +255,11 @@ def model_card(
         "seed": seed,
         "lora": lora.model_dump() if lora else None,
         "mesh": mesh.model_dump(),
-        "tunix_gemma": {name: getattr(config, name) for name in shape},
+        "tunix_gemma": {name: getattr(config, name) for name in jax_pretrained.SHAPE_FIELDS},
     }
 
 
-def card_config(card: dict[str, Any], where: Path) -> gemma.ModelConfig:
+def card_config(card: dict[str, Any], where: Path) -> TunixConfig:
     """The sharded Tunix config a model card describes."""
     if card["architecture"] is not None:
         return tunix_config(card["architecture"])
@@ -283,7 +291,7 @@ def _lora(card: dict[str, Any]) -> LoraConfig | None:
     return LoraConfig(**card["lora"]) if card["lora"] else None
 
 
-def load_model(checkpoint_dir: Path, device: str) -> gemma.Gemma:
+def load_model(checkpoint_dir: Path, device: str) -> TunixModel:
     """Rebuild the model of ``checkpoint_dir`` shape-only from its card, each weight placed on its
     shard of the card's mesh, and restore its trained weights into it."""
     path = checkpoint_dir / MODEL_CARD

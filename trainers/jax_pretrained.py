@@ -1,5 +1,5 @@
-"""Hugging Face Gemma folders on the jax backend: Tunix config from config.json, checked weights
-streamed onto their shards."""
+"""Hugging Face Gemma, Gemma 2 and Gemma 3 folders on the jax backend: Tunix config from
+config.json, checked weights streamed onto their shards."""
 
 from __future__ import annotations
 
@@ -16,9 +16,26 @@ from flax import nnx
 from tunix.models import safetensors_loader
 from tunix.models.gemma import model as gemma
 from tunix.models.gemma import params_safetensors
+from tunix.models.gemma3 import model as gemma3
+from tunix.models.gemma3 import params_safetensors as gemma3_safetensors
+
+from trainers import jax_gemma3
 
 CONFIG = "config.json"
-MODEL_TYPES = ("gemma", "gemma2")
+MODEL_TYPES = ("gemma", "gemma2", jax_gemma3.MODEL_TYPE)
+# Tunix's config and model of each family: Gemma and Gemma 2 share one class, Gemma 3 has its own.
+TunixConfig = gemma.ModelConfig | gemma3.ModelConfig
+TunixModel = gemma.Gemma | gemma3.Gemma3
+# The shape of a Tunix Gemma, which its weights show and a model card records.
+SHAPE_FIELDS = (
+    "num_layers",
+    "num_embed",
+    "embed_dim",
+    "hidden_dim",
+    "num_heads",
+    "head_dim",
+    "num_kv_heads",
+)
 LAYER_TYPES = {
     "full_attention": gemma.AttentionType.GLOBAL,
     "sliding_attention": gemma.AttentionType.LOCAL_SLIDING,
@@ -68,8 +85,10 @@ def _require(hf: dict[str, Any], key: str, wanted: Any, where: str) -> None:
         raise ValueError(f"{where}: {key} is {hf.get(key)!r}; Tunix's Gemma computes {wanted!r}")
 
 
-def tunix_config(hf: dict[str, Any], where: str) -> gemma.ModelConfig:
+def tunix_config(hf: dict[str, Any], where: str) -> TunixConfig:
     """The Tunix Gemma of a transformers config dict (``read_config``); ``where`` names its file."""
+    if hf["model_type"] == jax_gemma3.MODEL_TYPE:
+        return jax_gemma3.tunix_config(hf, where)
     for key, wanted in FIXED.items():
         _require(hf, key, wanted, where)
     # Gemma 1 configs keep a legacy hidden_act that hidden_activation overrides when set.
@@ -109,13 +128,31 @@ def tunix_config(hf: dict[str, Any], where: str) -> gemma.ModelConfig:
     )
 
 
-def expected_shapes(config: gemma.ModelConfig) -> dict[str, tuple[int, ...]]:
+def is_gemma3(config: TunixConfig) -> bool:
+    return isinstance(config, gemma3.ModelConfig)
+
+
+def model_class(config: TunixConfig) -> type[TunixModel]:
+    return gemma3.Gemma3 if is_gemma3(config) else gemma.Gemma
+
+
+def layer_norms(config: TunixConfig) -> dict[str, int]:
+    """Each norm of a Hugging Face layer of ``config`` with its width: Gemma 2 adds the norms
+    around the feed-forward block, Gemma 3 those of its queries and keys."""
+    norms = dict.fromkeys(("input_layernorm", "post_attention_layernorm"), config.embed_dim)
+    if is_gemma3(config) or config.use_post_ffw_norm:
+        names = ("pre_feedforward_layernorm", "post_feedforward_layernorm")
+        norms |= dict.fromkeys(names, config.embed_dim)
+    if is_gemma3(config):
+        norms |= dict.fromkeys(("self_attn.q_norm", "self_attn.k_norm"), config.head_dim)
+    return norms
+
+
+def expected_shapes(config: TunixConfig) -> dict[str, tuple[int, ...]]:
     """Every tensor a Hugging Face checkpoint of ``config`` holds, with its shape."""
     embed, ffw = config.embed_dim, config.hidden_dim
     queries, keys = config.num_heads * config.head_dim, config.num_kv_heads * config.head_dim
-    norms = ["input_layernorm", "post_attention_layernorm"]
-    if config.use_post_ffw_norm:
-        norms += ["pre_feedforward_layernorm", "post_feedforward_layernorm"]
+    norms = layer_norms(config)
     shapes: dict[str, tuple[int, ...]] = {
         "model.embed_tokens.weight": (config.num_embed, embed),
         "model.norm.weight": (embed,),
@@ -131,11 +168,11 @@ def expected_shapes(config: gemma.ModelConfig) -> dict[str, tuple[int, ...]]:
             f"{prefix}mlp.up_proj.weight": (ffw, embed),
             f"{prefix}mlp.down_proj.weight": (embed, ffw),
         }
-        shapes |= {f"{prefix}{norm}.weight": (embed,) for norm in norms}
+        shapes |= {f"{prefix}{norm}.weight": (width,) for norm, width in norms.items()}
     return shapes
 
 
-def check_weights(folder: Path, config: gemma.ModelConfig) -> None:
+def check_weights(folder: Path, config: TunixConfig) -> None:
     """Refuse, in one line naming the file and tensor, weights that do not fit ``config``."""
     files = sorted(folder.glob("*.safetensors"))
     if not files:
@@ -159,21 +196,32 @@ def check_weights(folder: Path, config: gemma.ModelConfig) -> None:
         )
 
 
-def key_mapping(config: gemma.ModelConfig) -> dict[str, Any]:
+def key_mapping(config: TunixConfig) -> dict[str, Any]:
     """Tunix's safetensors key map, with Gemma 1's feed-forward norm sent where it belongs."""
+    if is_gemma3(config):
+        gemma3_mapping: dict[str, Any] = gemma3_safetensors._get_key_and_transform_mapping(config)
+        return gemma3_mapping
     mapping: dict[str, Any] = params_safetensors._get_key_and_transform_mapping(config)
     if not config.use_post_attn_norm:
         mapping[POST_ATTENTION_NORM] = GEMMA1_POST_ATTENTION_NORM
     return mapping
 
 
+def preprocess_fn(config: TunixConfig) -> Any:
+    """Tunix's safetensors preprocessing of ``config``'s family (it stacks q, k and v)."""
+    if is_gemma3(config):
+        return gemma3_safetensors._make_preprocess_fn(config)
+    return params_safetensors._make_preprocess_fn(config)
+
+
 def abstract_weights(
-    config: gemma.ModelConfig, mesh: jax.sharding.Mesh
-) -> tuple[nnx.GraphDef[gemma.Gemma], nnx.State, dict[str, nnx.Variable[Any]]]:
+    config: TunixConfig, mesh: jax.sharding.Mesh
+) -> tuple[nnx.GraphDef[TunixModel], nnx.State, dict[str, nnx.Variable[Any]]]:
     """The Gemma of ``config`` as shapes only, built under ``mesh`` and split into its graph and
     state, and the state's variables (the same objects) under Tunix's dotted keys."""
+    build = model_class(config)
     with jax.set_mesh(mesh):
-        abstract = nnx.eval_shape(lambda: gemma.Gemma(config, rngs=nnx.Rngs(params=0)))
+        abstract = nnx.eval_shape(lambda: build(config, rngs=nnx.Rngs(params=0)))
     graph, state = nnx.split(abstract)
     variables = {
         safetensors_loader.path_to_key(path): variable
@@ -260,7 +308,7 @@ def check_assigned(folder: Path, variables: dict[str, nnx.Variable[Any]]) -> Non
         )
 
 
-def load_weights(folder: Path, config: gemma.ModelConfig, mesh: jax.sharding.Mesh) -> gemma.Gemma:
+def load_weights(folder: Path, config: TunixConfig, mesh: jax.sharding.Mesh) -> TunixModel:
     """The Gemma of ``config`` with ``folder``'s weights in float32, each put on its shard of
     ``mesh`` as the model's own partitioning places it. The files are read one after another, a
     tensor at a time, through Tunix's key map and preprocessing (which holds a layer's queries,
@@ -269,11 +317,11 @@ def load_weights(folder: Path, config: gemma.ModelConfig, mesh: jax.sharding.Mes
     check_weights(folder, config)
     graph, state, variables = abstract_weights(config, mesh)
     key_map = key_mapping(config)
-    preprocess = params_safetensors._make_preprocess_fn(config)
+    preprocess = preprocess_fn(config)
     for file in sorted(folder.glob("*.safetensors")):
         for name, tensor in read_tensors(file):
             for key, value in preprocess(mapped_tensor(file, name, tensor, key_map)).items():
                 assign(file, name, variables.get(key), value, mesh)
     check_assigned(folder, variables)
-    model: gemma.Gemma = nnx.merge(graph, state)
+    model: TunixModel = nnx.merge(graph, state)
     return model

@@ -6,9 +6,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from tunix.generate.sampler import CacheConfig, Sampler
-from tunix.models.gemma.model import AttentionType, Gemma, ModelConfig
+from tunix.models.gemma.model import AttentionType
 
+from trainers import jax_gemma3, jax_pretrained
 from trainers.encoding import encode_prompt
+from trainers.jax_pretrained import TunixConfig, TunixModel
 
 
 class PromptTokenizer:
@@ -35,7 +37,7 @@ class PromptTokenizer:
 
 
 def greedy_completions(
-    model: Gemma,
+    model: TunixModel,
     tokenizer: Any,
     prompts: Sequence[str],
     *,
@@ -68,8 +70,19 @@ def greedy_completions(
     return [completions[i] for i in range(len(prompts))]
 
 
+def sliding_windows(config: TunixConfig) -> list[int]:
+    """The window of each sliding-window layer of ``config``'s model."""
+    if jax_pretrained.is_gemma3(config):
+        return jax_gemma3.sliding_windows(config)
+    return [
+        config.sliding_window_size
+        for kind in config.attention_types
+        if kind == AttentionType.LOCAL_SLIDING
+    ]
+
+
 def prompt_groups(
-    config: ModelConfig, lengths: Sequence[int], max_new_tokens: int
+    config: TunixConfig, lengths: Sequence[int], max_new_tokens: int
 ) -> list[list[int]]:
     """Indices of the prompts to batch together: all of them, or those of one length where padding
     would widen a sliding window.
@@ -77,11 +90,7 @@ def prompt_groups(
     Tunix's sliding-window mask counts cache slots, not token positions, so in a left-padded row
     it reaches back further than the window by the padding, once a sequence outgrows the window.
     """
-    windows = [
-        config.sliding_window_size
-        for kind in config.attention_types
-        if kind == AttentionType.LOCAL_SLIDING
-    ]
+    windows = sliding_windows(config)
     if not windows or max(lengths) + max_new_tokens <= min(windows):
         return [list(range(len(lengths)))]
     by_length: dict[int, list[int]] = {}

@@ -90,7 +90,9 @@ def fit(request: TrainRequest, on_step: StepHook, replica: Replica) -> TrainResu
     """Train ``request`` as ``replica``'s part of the run; every process gets the same request."""
     config = request.config
     torch.use_deterministic_algorithms(True, warn_only=True)
-    model, tokenizer = build_model_and_tokenizer(request.model_source, config.seed, request.hub_cache)
+    model, tokenizer = build_model_and_tokenizer(
+        request.model_source, config.seed, request.hub_cache
+    )
     if config.precision == "bf16-pure":
         to_bf16_weights(model)
     device = replica.device(request.device)
