@@ -9,6 +9,8 @@ from typing import Any
 import jax.numpy as jnp
 from tunix.models.gemma3 import model as gemma3
 
+from trainers import tunix_shape
+
 MODEL_TYPE = "gemma3_text"
 # Values Tunix's Gemma3 hard-codes (its RMSNorm epsilon, tanh GELU, tied unembedding, causal
 # attention without soft-capping or biases).
@@ -27,11 +29,6 @@ LAYER_NAMES = {
 }
 # The one RoPE scaling Tunix's Gemma3 has: positions divided by a factor, on its global layers.
 LINEAR_ROPE = "linear"
-
-
-def _require(hf: dict[str, Any], key: str, wanted: Any, where: str) -> None:
-    if hf.get(key) != wanted:
-        raise ValueError(f"{where}: {key} is {hf.get(key)!r}; Tunix's Gemma3 computes {wanted!r}")
 
 
 def attention_types(num_layers: int) -> tuple[gemma3.AttentionType, ...]:
@@ -93,16 +90,10 @@ def tunix_config(hf: dict[str, Any], where: str) -> gemma3.ModelConfig:
     """The float32 Tunix Gemma3 of a transformers ``gemma3_text`` config dict; ``where`` names its
     file."""
     for key, wanted in FIXED.items():
-        _require(hf, key, wanted, where)
+        tunix_shape.require(hf, key, wanted, where, "Gemma3")
     _check_layer_types(hf, where)
     return gemma3.ModelConfig(
-        num_layers=hf["num_hidden_layers"],
-        num_embed=hf["vocab_size"],
-        embed_dim=hf["hidden_size"],
-        hidden_dim=hf["intermediate_size"],
-        num_heads=hf["num_attention_heads"],
-        head_dim=hf["head_dim"],
-        num_kv_heads=hf["num_key_value_heads"],
+        **tunix_shape.shape_of(hf),
         sliding_window_size=hf["sliding_window"],
         local_base_frequency=hf["rope_local_base_freq"],
         global_base_frequency=hf["rope_theta"],

@@ -18,8 +18,8 @@ from tunix.models.gemma import params as gemma_params
 
 from trainers import jax_model, jax_pretrained, pretrained_tokenizer, tiny_checkpoints
 from trainers.config import LoraConfig
-from trainers.jax_pretrained import SHAPE_FIELDS
 from trainers.models import flax_checkpoint
+from trainers.tunix_shape import SHAPE_FIELDS
 
 TunixPath = tuple[str | int, ...]
 # Orbax key and leaf ("transformer/layer_0/attn/q_einsum", "w") of each Tunix weight.

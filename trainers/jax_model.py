@@ -18,7 +18,7 @@ from tunix.models.gemma import model as gemma
 from tunix.rl import reshard
 from tunix.sft.checkpoint_manager import CheckpointManager
 
-from trainers import jax_export, jax_pretrained, pretrained_tokenizer
+from trainers import jax_export, jax_pretrained, pretrained_tokenizer, tunix_shape
 from trainers.config import LoraConfig, MeshConfig
 from trainers.jax_pretrained import TunixConfig, TunixModel
 from trainers.models import ARCHITECTURES, ModelSource
@@ -255,7 +255,7 @@ def model_card(
         "seed": seed,
         "lora": lora.model_dump() if lora else None,
         "mesh": mesh.model_dump(),
-        "tunix_gemma": {name: getattr(config, name) for name in jax_pretrained.SHAPE_FIELDS},
+        "tunix_gemma": {name: getattr(config, name) for name in tunix_shape.SHAPE_FIELDS},
     }
 
 

@@ -19,23 +19,13 @@ from tunix.models.gemma import params_safetensors
 from tunix.models.gemma3 import model as gemma3
 from tunix.models.gemma3 import params_safetensors as gemma3_safetensors
 
-from trainers import jax_gemma3
+from trainers import jax_gemma3, tunix_shape
 
 CONFIG = "config.json"
 MODEL_TYPES = ("gemma", "gemma2", jax_gemma3.MODEL_TYPE)
 # Tunix's config and model of each family: Gemma and Gemma 2 share one class, Gemma 3 has its own.
 TunixConfig = gemma.ModelConfig | gemma3.ModelConfig
 TunixModel = gemma.Gemma | gemma3.Gemma3
-# The shape of a Tunix Gemma, which its weights show and a model card records.
-SHAPE_FIELDS = (
-    "num_layers",
-    "num_embed",
-    "embed_dim",
-    "hidden_dim",
-    "num_heads",
-    "head_dim",
-    "num_kv_heads",
-)
 LAYER_TYPES = {
     "full_attention": gemma.AttentionType.GLOBAL,
     "sliding_attention": gemma.AttentionType.LOCAL_SLIDING,
@@ -80,20 +70,15 @@ def read_config(folder: Path) -> dict[str, Any]:
     return config
 
 
-def _require(hf: dict[str, Any], key: str, wanted: Any, where: str) -> None:
-    if hf.get(key) != wanted:
-        raise ValueError(f"{where}: {key} is {hf.get(key)!r}; Tunix's Gemma computes {wanted!r}")
-
-
 def tunix_config(hf: dict[str, Any], where: str) -> TunixConfig:
     """The Tunix Gemma of a transformers config dict (``read_config``); ``where`` names its file."""
     if hf["model_type"] == jax_gemma3.MODEL_TYPE:
         return jax_gemma3.tunix_config(hf, where)
     for key, wanted in FIXED.items():
-        _require(hf, key, wanted, where)
+        tunix_shape.require(hf, key, wanted, where, "Gemma")
     # Gemma 1 configs keep a legacy hidden_act that hidden_activation overrides when set.
     activation = "hidden_activation" if hf.get("hidden_activation") else "hidden_act"
-    _require(hf, activation, ACTIVATION, where)
+    tunix_shape.require(hf, activation, ACTIVATION, where, "Gemma")
     layers = hf["num_hidden_layers"]
     if hf["model_type"] == "gemma":
         variant: dict[str, Any] = {
@@ -104,7 +89,7 @@ def tunix_config(hf: dict[str, Any], where: str) -> TunixConfig:
         }
     else:
         # Tunix scales queries by head_dim ** -0.5, which is Gemma 2's scalar at 2B and 9B.
-        _require(hf, "query_pre_attn_scalar", hf["head_dim"], where)
+        tunix_shape.require(hf, "query_pre_attn_scalar", hf["head_dim"], where, "Gemma")
         unknown = sorted(set(hf["layer_types"]) - set(LAYER_TYPES))
         if unknown:
             raise ValueError(f"{where}: layer_types has {unknown[0]!r}, Tunix's Gemma has none")
@@ -116,16 +101,7 @@ def tunix_config(hf: dict[str, Any], where: str) -> TunixConfig:
             "use_post_ffw_norm": True,
             "attention_types": tuple(LAYER_TYPES[kind] for kind in hf["layer_types"]),
         }
-    return gemma.ModelConfig(
-        num_layers=layers,
-        num_embed=hf["vocab_size"],
-        embed_dim=hf["hidden_size"],
-        hidden_dim=hf["intermediate_size"],
-        num_heads=hf["num_attention_heads"],
-        head_dim=hf["head_dim"],
-        num_kv_heads=hf["num_key_value_heads"],
-        **variant,
-    )
+    return gemma.ModelConfig(**tunix_shape.shape_of(hf), **variant)
 
 
 def is_gemma3(config: TunixConfig) -> bool:
