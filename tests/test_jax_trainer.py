@@ -195,7 +195,7 @@ def test_lora_trains_only_the_adapters(
 @pytest.mark.parametrize("decay", ["cosine", "constant"])
 def test_learning_rate_schedule_matches_torch(decay: str) -> None:
     torch = pytest.importorskip("torch")
-    from trainers.torch_trainer import _scheduler
+    from trainers.torch_fit import _scheduler
 
     config = load_config(
         "smoke_jax_tiny.yaml", schedule={"warmup_steps": 10, "decay": decay, "min_lr_ratio": 0.1}

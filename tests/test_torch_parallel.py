@@ -231,7 +231,7 @@ import json, pickle, sys
 from pathlib import Path
 import torch.distributed as dist
 from trainers.torch_parallel import FSDPReplica
-from trainers.torch_trainer import fit
+from trainers.torch_fit import fit
 
 def threads():
     return sorted(task.read_text().strip() for task in Path("/proc/self/task").glob("*/comm"))

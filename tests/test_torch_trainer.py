@@ -27,7 +27,8 @@ from trainers.encoding import (  # noqa: E402
 )
 from trainers.models import build_model_and_tokenizer  # noqa: E402
 from trainers.torch_batching import BatchPlan, collate, collate_packed  # noqa: E402
-from trainers.torch_trainer import TorchTrainer, to_bf16_weights  # noqa: E402
+from trainers.torch_fit import to_bf16_weights  # noqa: E402
+from trainers.torch_trainer import TorchTrainer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 # Settings that only change how a step is computed agree with the plain run to float rounding

@@ -39,7 +39,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from trainers import guards
 from trainers.base import StepHook, StepRecord, TrainRequest, TrainResult
-from trainers.torch_trainer import Replica, fit
+from trainers.torch_fit import Replica, fit
 
 REQUEST, STEPS, RESULT, STOPPED = "request.pkl", "steps.jsonl", "result.pkl", "stopped.json"
 POLL_S = 0.2
