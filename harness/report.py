@@ -8,7 +8,7 @@ import shutil
 from collections.abc import Generator, Iterable
 from html import escape
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 from pytest_html import extras
@@ -23,16 +23,25 @@ if TYPE_CHECKING:
     from harness.criteria import Judgement
     from harness.evaluation import Prediction
     from harness.run import MilestoneRun
-    from harness.session import MilestoneSession
 
 SHOWN_PREDICTIONS = 20
 PHASE_OUTCOME_HEADER = '<th class="col-phase-outcome">Phase outcome</th>'
 
 
+class SessionRuns(Protocol):
+    """What the report reads of a milestone session: its pytest config, its runs, and the phase
+    and run of a test item."""
+
+    config: pytest.Config
+    runs: dict[str, MilestoneRun]
+
+    def run_for(self, item: pytest.Item) -> tuple[str, MilestoneRun] | None: ...
+
+
 class ReportPlugin:
     """pytest-html hooks that render what the session's runs collected, phase by phase."""
 
-    def __init__(self, session: MilestoneSession) -> None:
+    def __init__(self, session: SessionRuns) -> None:
         self.session = session
         self.report_data: Any = None
 
