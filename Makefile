@@ -35,7 +35,7 @@ browser:
 
 ## data: regenerate the committed datasets and evalsets (byte-identical output)
 data: $(STAMP)
-	$(BIN)/python -m harness.datagen
+	$(BIN)/python -m tools.datagen
 
 clean-venv:
 	rm -rf $(VENV)

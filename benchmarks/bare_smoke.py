@@ -10,12 +10,12 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.common import load_milestone
-from harness.data import load_evalset, load_traces
-from harness.prompting import format_completion, format_prompt
-from harness.scoring import score
-from harness.specs import Milestone
+from harness.record.scoring import score
+from harness.spec.data import load_evalset, load_traces
+from harness.spec.milestones import Milestone
+from harness.spec.prompting import format_completion, format_prompt
 from trainers import load_trainer
-from trainers.base import Example, TrainRequest
+from trainers.protocol import Example, TrainRequest
 
 
 def train_and_evaluate(milestone: Milestone, checkpoint_dir: Path) -> float:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.specs import Milestone, MilestoneRegistry
+from harness.spec.milestones import Milestone, MilestoneRegistry
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -18,10 +18,10 @@ import torch
 
 from benchmarks.common import Check, Ratio, load_milestone, report
 from benchmarks.trainer_pair import train_ours, train_theirs
-from trainers.base import Example, TrainRequest
 from trainers.config import TrainingConfig
 from trainers.flops import flops_per_token, mfu
 from trainers.models import ARCHITECTURES
+from trainers.protocol import Example, TrainRequest
 
 MODEL = "random:gemma-2b"
 MFU_TARGET = 0.45  # on an H100

@@ -11,11 +11,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from benchmarks.common import Check, Ratio, Target, load_milestone, parser, report
-from harness.data import load_evalset
-from harness.prompting import format_prompt
-from harness.specs import Milestone
+from harness.spec.data import load_evalset
+from harness.spec.milestones import Milestone
+from harness.spec.prompting import format_prompt
 from trainers.models import build_model_and_tokenizer
-from trainers.torch_trainer import TorchTrainer
+from trainers.torch.trainer import TorchTrainer
 
 TARGET = Target(5.0)
 

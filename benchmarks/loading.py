@@ -72,8 +72,8 @@ def closest_shape(size_gb: float) -> dict[str, int]:
 
 def tokenizer_lines() -> list[str]:
     """Text for the checkpoint's tokenizer: prompts and completions of the dev traces."""
-    from harness.data import load_traces
-    from harness.prompting import format_completion, format_prompt
+    from harness.spec.data import load_traces
+    from harness.spec.prompting import format_completion, format_prompt
 
     traces = load_traces(TOKENIZER_TEXT)[:300]
     return [format_prompt(t.prompt) + format_completion(t) for t in traces]
@@ -120,7 +120,7 @@ def load_jax(folder: Path, mesh: Any) -> list[Any]:
     import numpy as np
     from flax import nnx
 
-    from trainers import jax_model
+    from trainers.jax import model as jax_model
 
     model, _, _ = jax_model.load_pretrained(folder, SEED, mesh, None)
     return [np.asarray(leaf) for leaf in jax.tree.leaves(nnx.state(model, nnx.Param))]
@@ -137,8 +137,8 @@ def prepare(backend: str, folder: Path) -> Callable[[], list[Any]]:
         from transformers import GemmaForCausalLM  # noqa: F401
 
         return lambda: load_torch(folder)
-    from trainers import jax_model
     from trainers.config import MeshConfig
+    from trainers.jax import model as jax_model
 
     mesh = jax_model.build_mesh(MeshConfig(), "cpu")
     return lambda: load_jax(folder, mesh)

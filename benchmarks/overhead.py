@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.common import ROOT, Ratio, Target, load_milestone, parser, report
-from harness import bundle
-from harness.specs import Milestone
+from harness.evidence import bundle
+from harness.spec.milestones import Milestone
 
 TARGET = Target(1.10, at_most=True)
 # Bundles go below the git-ignored runs folder, so the session's guardrails never see them.

@@ -13,11 +13,11 @@ import torch
 from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 
-from trainers.base import StepRecord, TrainRequest
 from trainers.encoding import IGNORE_INDEX, encode_example
 from trainers.models import build_model_and_tokenizer
-from trainers.torch_batching import BatchPlan, Row, Shard
-from trainers.torch_trainer import TorchTrainer
+from trainers.protocol import StepRecord, TrainRequest
+from trainers.torch.batching import BatchPlan, Row, Shard
+from trainers.torch.trainer import TorchTrainer
 
 SCHEDULES = {"cosine": "cosine_with_min_lr", "constant": "constant_with_warmup"}
 

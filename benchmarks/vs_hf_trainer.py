@@ -11,10 +11,10 @@ from pathlib import Path
 
 from benchmarks.common import Check, Ratio, Target, load_milestone, parser, report
 from benchmarks.trainer_pair import Run, train_ours, train_theirs
-from harness.data import load_traces
-from harness.prompting import format_completion, format_prompt
-from harness.specs import Milestone
-from trainers.base import Example, TrainRequest
+from harness.spec.data import load_traces
+from harness.spec.milestones import Milestone
+from harness.spec.prompting import format_completion, format_prompt
+from trainers.protocol import Example, TrainRequest
 
 TARGET = Target(1.0)
 # Both sides run the same fp32 arithmetic in the same order, apart from how the mean loss is

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.verify import bundle_files, verify_bundle
+from harness.evidence.verify import bundle_files, verify_bundle
 
 
 def main(argv: list[str] | None = None) -> int:

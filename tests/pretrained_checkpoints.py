@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from harness.data import load_traces
-from harness.prompting import format_completion, format_prompt
+from harness.spec.data import load_traces
+from harness.spec.prompting import format_completion, format_prompt
 from trainers import tiny_checkpoints
 
 ROOT = Path(__file__).resolve().parents[1]

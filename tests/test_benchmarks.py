@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.common import Check, Ratio, Target, load_milestone, report
-from harness.specs import Milestone, RunShape
+from harness.spec.milestones import Milestone, RunShape
 from trainers.config import EvalConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,7 +91,7 @@ def test_the_trainer_pair_agrees_in_bf16_with_gradient_accumulation(tmp_path: Pa
     pytest.importorskip("accelerate")
     from benchmarks.cuda_gemma import synthetic_examples, training_config
     from benchmarks.trainer_pair import train_ours, train_theirs
-    from trainers.base import TrainRequest
+    from trainers.protocol import TrainRequest
 
     config = training_config(seq_len=64, batch_tokens=256, grad_accum=2)
     examples = synthetic_examples(config.batch_size * 3, 64, config.seed)

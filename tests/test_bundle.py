@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import bundle
+from harness.evidence import bundle
 
 
 def _leftovers(folder: Path) -> list[str]:

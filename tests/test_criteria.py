@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.criteria import (
+from harness.spec.criteria import (
     METRICS,
     Comparison,
     CriterionError,
@@ -20,7 +20,7 @@ from harness.criteria import (
     judge_phase,
     parse_comparison,
 )
-from harness.phases import EVALUATE, PREFLIGHT, TRAIN
+from harness.spec.phase_order import EVALUATE, PREFLIGHT, TRAIN
 
 ROOT = Path(__file__).resolve().parent.parent
 OPS = ("<", "<=", "==", "!=", ">=", ">")

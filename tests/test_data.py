@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.data import DataError, EvalItem, Trace, file_sha256, load_evalset, load_traces
+from harness.spec.data import DataError, EvalItem, Trace, file_sha256, load_evalset, load_traces
 
 ROOT = Path(__file__).resolve().parent.parent
 DATASET = ROOT / "datasets" / "dev-reasoning-v2"

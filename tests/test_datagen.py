@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import datagen
-from harness.data import file_sha256, load_evalset, load_traces
+from harness.spec.data import file_sha256, load_evalset, load_traces
+from tools import datagen
 
 ROOT = Path(__file__).resolve().parent.parent
 TRACES = "datasets/dev-reasoning-v2/traces.jsonl"
@@ -45,7 +45,7 @@ def test_manifest_describes_its_file(manifest: str, data: str, name: str, count:
     content = json.loads((ROOT / manifest).read_text(encoding="ascii"))
     assert content["sha256"] == file_sha256(ROOT / data)
     assert content["name"] == name
-    assert content["generator"] == "harness.datagen"
+    assert content["generator"] == "tools.datagen"
     assert content["seed"] == datagen.SEED
     assert content["count"] == count == sum(content["categories"].values())
     assert set(content["categories"]) == set(datagen.CATEGORIES)

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from harness import guardrails
-from harness.guardrails import GuardrailError
+from harness.probes import fingerprints as guardrails
+from harness.probes.fingerprints import GuardrailError
 
 if TYPE_CHECKING:
     from tests.conftest import MiniProject

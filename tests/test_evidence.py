@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from harness import bundle
-from harness.verify import SCHEMA_FILES, placeholder_paths, problems
+from harness.evidence import bundle
+from harness.evidence.verify import SCHEMA_FILES, placeholder_paths, problems
 
 
 @pytest.mark.parametrize(

@@ -6,15 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from harness import bundle
-from harness.run import MilestoneRun
-from harness.specs import MilestoneRegistry
-from harness.training import build_request
-from harness.verify import placeholder_paths
-from harness.writers import training_metrics
-from trainers.base import StepRecord, TrainResult
+from harness.evidence import bundle
+from harness.evidence.verify import placeholder_paths
+from harness.evidence.writers import training_metrics
+from harness.phases.train import build_request
+from harness.record.run import MilestoneRun
+from harness.spec.milestones import MilestoneRegistry
 from trainers.flops import PEAK_BF16_TFLOPS, FlopsBasis, flops_per_token, mfu, peak_flops
 from trainers.models import ARCHITECTURES
+from trainers.protocol import StepRecord, TrainResult
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -14,9 +14,15 @@ from typing import TYPE_CHECKING
 import pytest
 import yaml
 
-from harness.freeze import ZIP_MANIFEST, ZipInput, build_zip, lock_record, validate_zip
-from harness.phases import BUILD, GUARDRAILS_BEFORE, LOCK, NEEDS, VALIDATE
-from harness.specs import FreezeMilestone, MilestoneRegistry, SpecError
+from harness.evidence.submission_zip import (
+    ZIP_MANIFEST,
+    ZipInput,
+    build_zip,
+    lock_record,
+    validate_zip,
+)
+from harness.spec.milestones import FreezeMilestone, MilestoneRegistry, SpecError
+from harness.spec.phase_order import BUILD, GUARDRAILS_BEFORE, LOCK, NEEDS, VALIDATE
 
 if TYPE_CHECKING:
     from tests.conftest import MiniProject

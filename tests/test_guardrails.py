@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import guardrails
-from harness.guardrails import Fingerprint, GuardrailError
+from harness.probes import fingerprints as guardrails
+from harness.probes.fingerprints import Fingerprint, GuardrailError
 
 
 def _git(root: Path, *args: str) -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.hardware import missing_devices, probe_platform, wrong_platform
-from harness.specs import HardwareRequirement, MilestoneRegistry
+from harness.probes.hardware import missing_devices, probe_platform, wrong_platform
+from harness.spec.milestones import HardwareRequirement, MilestoneRegistry
 
 ROOT = Path(__file__).resolve().parent.parent
 REGISTRY = MilestoneRegistry(ROOT)
@@ -79,8 +79,8 @@ def test_this_platform_and_any_are_accepted() -> None:
 def test_jax_on_cuda_under_native_windows_is_the_documented_unsupported_platform(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from harness.hardware import JAX_CUDA_ON_WINDOWS, wrong_platform
-    from harness.specs import HardwareRequirement
+    from harness.probes.hardware import JAX_CUDA_ON_WINDOWS, wrong_platform
+    from harness.spec.milestones import HardwareRequirement
 
     # The m43 outcome of the seeds: this machine is not Windows, so the platform is stood in for.
     monkeypatch.setattr(sys, "platform", "win32")

@@ -13,16 +13,16 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from harness import bundle, history
-from harness.documents import write_documents
-from harness.failures import Cause
-from harness.outcomes import PhaseOutcome, Status
-from harness.phases import EVALUATE, GUARDRAILS_BEFORE, PREFLIGHT, TRAIN
-from harness.run import MilestoneRun
-from harness.specs import Milestone, MilestoneRegistry
-from harness.training import StepLogger, build_request
-from harness.verify import CHECKSUMS, verify_bundle
-from trainers.base import StepRecord
+from harness.evidence import bundle, history
+from harness.evidence.documents import write_documents
+from harness.evidence.verify import CHECKSUMS, verify_bundle
+from harness.phases.train import StepLogger, build_request
+from harness.record.failures import Cause
+from harness.record.outcomes import PhaseOutcome, Status
+from harness.record.run import MilestoneRun
+from harness.spec.milestones import Milestone, MilestoneRegistry
+from harness.spec.phase_order import EVALUATE, GUARDRAILS_BEFORE, PREFLIGHT, TRAIN
+from trainers.protocol import StepRecord
 
 if TYPE_CHECKING:
     from tests.conftest import MiniProject

@@ -24,16 +24,18 @@ import safetensors.numpy  # noqa: E402
 from flax import nnx  # noqa: E402
 from pretrained_checkpoints import build_checkpoint, corpus_lines  # noqa: E402
 
-from harness.data import load_traces  # noqa: E402
-from harness.prompting import format_completion, format_prompt  # noqa: E402
-from harness.specs import load_yaml_model  # noqa: E402
-from trainers import jax_export, jax_model, jax_pretrained  # noqa: E402
-from trainers.base import Example, TrainRequest  # noqa: E402
+from harness.spec.data import load_traces  # noqa: E402
+from harness.spec.milestones import load_yaml_model  # noqa: E402
+from harness.spec.prompting import format_completion, format_prompt  # noqa: E402
 from trainers.char_tokenizer import build_char_tokenizer  # noqa: E402
 from trainers.config import MeshConfig, TrainingConfig  # noqa: E402
 from trainers.encoding import encode_prompt  # noqa: E402
-from trainers.jax_trainer import JaxTrainer  # noqa: E402
+from trainers.jax import export as jax_export  # noqa: E402
+from trainers.jax import model as jax_model  # noqa: E402
+from trainers.jax import pretrained as jax_pretrained  # noqa: E402
+from trainers.jax.trainer import JaxTrainer  # noqa: E402
 from trainers.models import build_model_and_tokenizer  # noqa: E402
+from trainers.protocol import Example, TrainRequest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 3

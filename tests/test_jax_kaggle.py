@@ -28,21 +28,24 @@ from pretrained_checkpoints import corpus_lines  # noqa: E402
 from tunix.models.gemma import model as gemma  # noqa: E402
 from tunix.sft import utils  # noqa: E402
 
-from harness.data import load_traces  # noqa: E402
-from harness.preflight import check_model_source  # noqa: E402
-from harness.prompting import format_completion, format_prompt  # noqa: E402
-from harness.specs import load_yaml_model  # noqa: E402
-from trainers import jax_kaggle, jax_model, jax_pretrained, jax_sampling  # noqa: E402
-from trainers.base import Example, TrainRequest  # noqa: E402
+from harness.phases.preflight import check_model_source  # noqa: E402
+from harness.spec.data import load_traces  # noqa: E402
+from harness.spec.milestones import load_yaml_model  # noqa: E402
+from harness.spec.prompting import format_completion, format_prompt  # noqa: E402
 from trainers.config import MeshConfig, TrainingConfig  # noqa: E402
 from trainers.encoding import encode_prompt  # noqa: E402
-from trainers.jax_trainer import JaxTrainer  # noqa: E402
+from trainers.jax import kaggle as jax_kaggle  # noqa: E402
+from trainers.jax import model as jax_model  # noqa: E402
+from trainers.jax import pretrained as jax_pretrained  # noqa: E402
+from trainers.jax import sampling as jax_sampling  # noqa: E402
+from trainers.jax.trainer import JaxTrainer  # noqa: E402
 from trainers.models import (  # noqa: E402
     ModelSource,
     build_model_and_tokenizer,
     flax_checkpoint,
     pretrained_folder,
 )
+from trainers.protocol import Example, TrainRequest  # noqa: E402
 from trainers.tiny_checkpoints import KAGGLE_FOLDERS, build_kaggle_checkpoint  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -285,7 +288,7 @@ def test_a_versioned_handle_resolves_offline_from_the_cache(
 def test_the_lineage_of_a_cached_handle_reads_the_orbax_metadata(
     folders: dict[str, tuple[Path, Path]], offline: Path
 ) -> None:
-    from harness.lineage import model_lineage, weight_facts
+    from harness.probes.lineage import model_lineage, weight_facts
 
     flax_folder, hf_folder = folders["gemma"]
     cached = populate(offline, flax_folder)

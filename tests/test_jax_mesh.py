@@ -32,12 +32,12 @@ HELPER = textwrap.dedent(
 
     import jax
 
-    from harness.data import load_traces
-    from harness.prompting import format_completion, format_prompt
-    from harness.specs import load_yaml_model
-    from trainers.base import Example, TrainRequest
+    from harness.spec.data import load_traces
+    from harness.spec.prompting import format_completion, format_prompt
+    from harness.spec.milestones import load_yaml_model
+    from trainers.protocol import Example, TrainRequest
     from trainers.config import TrainingConfig
-    from trainers.jax_trainer import JaxTrainer
+    from trainers.jax.trainer import JaxTrainer
 
     out, steps = Path(sys.argv[1]), int(sys.argv[2])
     traces = load_traces(Path("datasets/dev-reasoning-v2"))[:64]

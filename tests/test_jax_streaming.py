@@ -26,8 +26,10 @@ from tunix.models import safetensors_loader  # noqa: E402
 from tunix.models.gemma import model as gemma  # noqa: E402
 from tunix.models.gemma import params_safetensors  # noqa: E402
 
-from trainers import jax_model, jax_pretrained, tiny_checkpoints  # noqa: E402
+from trainers import tiny_checkpoints  # noqa: E402
 from trainers.config import MeshConfig  # noqa: E402
+from trainers.jax import model as jax_model  # noqa: E402
+from trainers.jax import pretrained as jax_pretrained  # noqa: E402
 
 # Small shards, so the tensors of one model come from several files.
 SHARD_SIZE = "100KB"

@@ -17,16 +17,16 @@ pytestmark = pytest.mark.slow
 import safetensors.numpy  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from harness.data import load_traces  # noqa: E402
-from harness.prompting import format_completion, format_prompt  # noqa: E402
-from harness.specs import load_yaml_model  # noqa: E402
-from trainers.base import Example, StepRecord, TrainRequest, TrainResult  # noqa: E402
+from harness.spec.data import load_traces  # noqa: E402
+from harness.spec.milestones import load_yaml_model  # noqa: E402
+from harness.spec.prompting import format_completion, format_prompt  # noqa: E402
 from trainers.char_tokenizer import build_char_tokenizer  # noqa: E402
 from trainers.config import TrainingConfig  # noqa: E402
 from trainers.encoding import batches, encode_example  # noqa: E402
 from trainers.guards import Divergence, NonFiniteLoss  # noqa: E402
-from trainers.jax_model import MODEL_CARD, build_mesh, build_model, load_model  # noqa: E402
-from trainers.jax_trainer import JaxTrainer, learning_rate  # noqa: E402
+from trainers.jax.model import MODEL_CARD, build_mesh, build_model, load_model  # noqa: E402
+from trainers.jax.trainer import JaxTrainer, learning_rate  # noqa: E402
+from trainers.protocol import Example, StepRecord, TrainRequest, TrainResult  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 20
@@ -195,7 +195,7 @@ def test_lora_trains_only_the_adapters(
 @pytest.mark.parametrize("decay", ["cosine", "constant"])
 def test_learning_rate_schedule_matches_torch(decay: str) -> None:
     torch = pytest.importorskip("torch")
-    from trainers.torch_fit import _scheduler
+    from trainers.torch.fit import _scheduler
 
     config = load_config(
         "smoke_jax_tiny.yaml", schedule={"warmup_steps": 10, "decay": decay, "min_lr_ratio": 0.1}
@@ -217,7 +217,7 @@ def test_step_records_match_torch_batch_for_batch(
     tmp_path: Path, examples: tuple[Example, ...]
 ) -> None:
     pytest.importorskip("torch")
-    from trainers.torch_trainer import TorchTrainer
+    from trainers.torch.trainer import TorchTrainer
 
     config = load_config("smoke_tiny.yaml")
     torch_seen: list[StepRecord] = []

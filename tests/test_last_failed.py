@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.phases import PHASES
+from harness.spec.phase_order import PHASES
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import safetensors.numpy
 
-from harness.lineage import NOT_HERE, model_lineage
+from harness.probes.lineage import NOT_HERE, model_lineage
 
 
 def a_folder(folder: Path) -> Path:

@@ -17,18 +17,18 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from harness import bundle  # noqa: E402
-from harness.failures import Cause, InsufficientMemory, classify  # noqa: E402
-from harness.hardware import DeviceMemory  # noqa: E402
-from harness.memory import ModelShape, estimate, model_config, refusal  # noqa: E402
-from harness.outcomes import describe  # noqa: E402
-from harness.preflight import preflight  # noqa: E402
-from harness.run import MilestoneRun  # noqa: E402
-from harness.specs import Milestone, MilestoneRegistry  # noqa: E402
-from trainers.base import Example, TrainRequest  # noqa: E402
+from harness.evidence import bundle  # noqa: E402
+from harness.phases.preflight import preflight  # noqa: E402
+from harness.probes.hardware import DeviceMemory  # noqa: E402
+from harness.probes.memory import ModelShape, estimate, model_config, refusal  # noqa: E402
+from harness.record.failures import Cause, InsufficientMemory, classify  # noqa: E402
+from harness.record.outcomes import describe  # noqa: E402
+from harness.record.run import MilestoneRun  # noqa: E402
+from harness.spec.milestones import Milestone, MilestoneRegistry  # noqa: E402
 from trainers.config import TrainingConfig  # noqa: E402
 from trainers.models import ARCHITECTURES, build_model_and_tokenizer  # noqa: E402
-from trainers.torch_trainer import TorchTrainer  # noqa: E402
+from trainers.protocol import Example, TrainRequest  # noqa: E402
+from trainers.torch.trainer import TorchTrainer  # noqa: E402
 
 if TYPE_CHECKING:
     from tests.conftest import MiniProject
@@ -271,9 +271,9 @@ def test_preflight_refuses_m44_on_a_16_gib_gpu(
     (cache / "models--google--gemma-2b" / "refs" / "main").write_text("0123abc")
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(cache))
     # A CUDA device of 16 GiB, which a CPU machine cannot have.
-    monkeypatch.setattr("harness.preflight.missing_devices", lambda requirement, backend: None)
+    monkeypatch.setattr("harness.phases.preflight.missing_devices", lambda requirement, backend: None)
     monkeypatch.setattr(
-        "harness.preflight.probe_memory", lambda accelerator, devices, backend: a_gpu(16, 15.6)
+        "harness.phases.preflight.probe_memory", lambda accelerator, devices, backend: a_gpu(16, 15.6)
     )
     run = run_of("m44", tmp_path, [])
     assert isinstance(run.milestone, Milestone) and run.milestone.spec.model == "hf:google/gemma-2b"
@@ -328,13 +328,13 @@ def test_a_refused_run_is_a_failed_preflight_explained_in_failure_analysis(
 A_16_GIB_GPU = '''
 import pytest
 
-from harness.hardware import DeviceMemory
+from harness.probes.hardware import DeviceMemory
 
 
 @pytest.fixture(autouse=True)
 def a_16_gib_gpu(monkeypatch):
     """A CUDA device of 16 GiB, which a CPU machine cannot have."""
     gpu = DeviceMemory("cuda:0 (a 16 GiB GPU)", 16 * 2**30, int(15.6 * 2**30), "injected")
-    monkeypatch.setattr("harness.preflight.missing_devices", lambda requirement, backend: None)
-    monkeypatch.setattr("harness.preflight.probe_memory", lambda accelerator, devices, backend: gpu)
+    monkeypatch.setattr("harness.phases.preflight.missing_devices", lambda requirement, backend: None)
+    monkeypatch.setattr("harness.phases.preflight.probe_memory", lambda accelerator, devices, backend: gpu)
 '''

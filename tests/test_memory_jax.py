@@ -12,13 +12,13 @@ import pytest
 
 jax = pytest.importorskip("jax")
 
-from harness import bundle  # noqa: E402
-from harness.failures import InsufficientMemory  # noqa: E402
-from harness.hardware import DeviceMemory, probe_memory  # noqa: E402
-from harness.memory import ModelShape, estimate_jax, lora_parameters, model_config, refusal  # noqa: E402
-from harness.preflight import preflight  # noqa: E402
-from harness.run import MilestoneRun  # noqa: E402
-from harness.specs import Milestone, MilestoneRegistry  # noqa: E402
+from harness.evidence import bundle  # noqa: E402
+from harness.phases.preflight import preflight  # noqa: E402
+from harness.probes.hardware import DeviceMemory, probe_memory  # noqa: E402
+from harness.probes.memory import ModelShape, estimate_jax, lora_parameters, model_config, refusal  # noqa: E402
+from harness.record.failures import InsufficientMemory  # noqa: E402
+from harness.record.run import MilestoneRun  # noqa: E402
+from harness.spec.milestones import Milestone, MilestoneRegistry  # noqa: E402
 from trainers.config import LoraConfig, MeshConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -139,7 +139,7 @@ def test_the_cpu_devices_of_a_jax_run_share_the_ram(tmp_path: Path) -> None:
 def test_the_lora_count_is_the_adapters_qwix_builds() -> None:
     from flax import nnx
 
-    from trainers import jax_model
+    from trainers.jax import model as jax_model
 
     mesh = jax_model.build_mesh(MeshConfig(), "cpu")
     model = jax_model.build_model("tiny-gemma", 0, mesh, LoraConfig(rank=4, alpha=8))

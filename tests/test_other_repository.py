@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import bundle
-from harness.verify import verify_bundle
+from harness.evidence import bundle
+from harness.evidence.verify import verify_bundle
 from tests.conftest import ROOT, SPEC, TRAINING
 
 pytestmark = pytest.mark.slow

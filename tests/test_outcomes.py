@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.failures import Cause, PhaseBlocked, classify
-from harness.outcomes import PhaseOutcome, Status, describe
-from harness.phases import (
+from harness.record.failures import Cause, PhaseBlocked, classify
+from harness.record.outcomes import PhaseOutcome, Status, describe
+from harness.record.run import MilestoneRun
+from harness.spec.milestones import Milestone, MilestoneRegistry
+from harness.spec.phase_order import (
     EVALUATE,
     EVIDENCE,
     GUARDRAILS_AFTER,
@@ -18,8 +20,6 @@ from harness.phases import (
     SUMMARY,
     TRAIN,
 )
-from harness.run import MilestoneRun
-from harness.specs import Milestone, MilestoneRegistry
 
 ROOT = Path(__file__).resolve().parent.parent
 

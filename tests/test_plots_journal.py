@@ -10,18 +10,25 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness import bundle
-from harness.evaluation import CategoryScore, Prediction
-from harness.failures import Cause
-from harness.journal import PURPOSES, begin_phase, end_phase, listing, render, written_since
-from harness.outcomes import PhaseOutcome, Status
-from harness.phases import FREEZE_PHASES, PHASES, PREFLIGHT, TRAIN
-from harness.plots import category_accuracy_png, loss_curve_png
-from harness.report import gpu_line, predictions_table
-from harness.run import MilestoneRun
-from harness.session import MilestoneSession
-from harness.specs import Milestone, MilestoneRegistry
-from trainers.base import StepRecord
+from harness.evidence import bundle
+from harness.evidence.journal import (
+    PURPOSES,
+    begin_phase,
+    end_phase,
+    listing,
+    render,
+    written_since,
+)
+from harness.evidence.plots import category_accuracy_png, loss_curve_png
+from harness.phases.evaluate import CategoryScore, Prediction
+from harness.plugin.report import gpu_line, predictions_table
+from harness.plugin.session import MilestoneSession
+from harness.record.failures import Cause
+from harness.record.outcomes import PhaseOutcome, Status
+from harness.record.run import MilestoneRun
+from harness.spec.milestones import Milestone, MilestoneRegistry
+from harness.spec.phase_order import FREEZE_PHASES, PHASES, PREFLIGHT, TRAIN
+from trainers.protocol import StepRecord
 
 ROOT = Path(__file__).resolve().parent.parent
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -64,7 +71,7 @@ def test_the_category_chart_is_a_png() -> None:
 
 def test_importing_the_harness_does_not_import_matplotlib() -> None:
     modules = (
-        "harness.session, harness.training, harness.evaluation, harness.report, harness.journal"
+        "harness.plugin.session, harness.phases.train, harness.phases.evaluate, harness.plugin.report, harness.evidence.journal"
     )
     code = f"import sys, {modules}\nassert 'matplotlib' not in sys.modules, 'matplotlib imported'"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)

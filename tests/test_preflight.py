@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from harness import bundle
-from harness.data import DataError
-from harness.failures import Cause, MissingCredential, PhaseBlocked, classify
-from harness.preflight import preflight
-from harness.run import MilestoneRun
-from harness.specs import HardwareRequirement, MilestoneRegistry
+from harness.evidence import bundle
+from harness.phases.preflight import preflight
+from harness.record.failures import Cause, MissingCredential, PhaseBlocked, classify
+from harness.record.run import MilestoneRun
+from harness.spec.data import DataError
+from harness.spec.milestones import HardwareRequirement, MilestoneRegistry
 
 ROOT = Path(__file__).resolve().parents[1]
 

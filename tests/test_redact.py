@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from harness import bundle
-from harness.redact import REDACTED, SECRET_NAME, encoded_forms, redact, secret_values
+from harness.evidence import bundle
+from harness.evidence.redact import REDACTED, SECRET_NAME, encoded_forms, redact, secret_values
 
 if TYPE_CHECKING:
     from tests.conftest import MiniProject

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from harness import bundle
-from harness.rehearsal import PUBLISHED_DTYPE, family_by_name, flax_variation, twin_changes
+from harness.evidence import bundle
+from harness.phases.rehearsal import PUBLISHED_DTYPE, family_by_name, flax_variation, twin_changes
 from trainers.models import ModelSource
 
 if TYPE_CHECKING:
@@ -144,10 +144,10 @@ def test_m38_is_rehearsed_on_a_twin_in_kaggles_flax_layout(
     jax = pytest.importorskip("jax")
     import orbax.checkpoint as ocp
 
-    from harness.preflight import check_model
-    from harness.rehearsal import model_place, rehearse
-    from harness.run import MilestoneRun
-    from harness.specs import MilestoneRegistry
+    from harness.phases.preflight import check_model
+    from harness.phases.rehearsal import model_place, rehearse
+    from harness.record.run import MilestoneRun
+    from harness.spec.milestones import MilestoneRegistry
     from trainers.models import flax_checkpoint
 
     for name in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN", "KAGGLE_KERNEL_RUN_TYPE"):

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from harness.phases import PHASES
+from harness.spec.phase_order import PHASES
 
 if TYPE_CHECKING:
     from tests.conftest import MiniProject

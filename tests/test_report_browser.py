@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from harness.phases import PHASES
+from harness.spec.phase_order import PHASES
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page, Route

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from harness import bundle
-from harness.run import MilestoneRun
-from harness.run_rules import check_after, check_before
-from harness.specs import Milestone, MilestoneRegistry
+from harness.evidence import bundle
+from harness.phases.guardrails import check_after, check_before
+from harness.record.run import MilestoneRun
+from harness.spec.milestones import Milestone, MilestoneRegistry
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -88,7 +88,7 @@ def test_runtime_errors_are_one_line_with_their_traceback_in_the_bundle(mini: Mi
     assert "def test_train" in kept and "raise RuntimeError" in kept
     assert "second line of detail" in kept
     kept = (mini.bundle("mini-bad-model_v1") / "tracebacks" / "preflight.txt").read_text()
-    assert "harness/preflight.py" in kept and "is not a valid JSON file" in kept
+    assert "harness/phases/preflight.py" in kept and "is not a valid JSON file" in kept
     analysis = (mini.bundle("mini_v1") / "failure_analysis.md").read_text()
     assert "tracebacks/" in analysis
     assert "tracebacks/train.txt" in (mini.bundle("mini_v1") / "journal.md").read_text()
@@ -118,7 +118,7 @@ def test_a_traceback_style_asked_for_shows_the_traceback(mini: MiniProject) -> N
     mini.commit("a model folder with a broken config.json")
     result = mini.run("--milestone", "mini-bad-model", "--tb=short")
     result.assert_outcomes(passed=2, failed=1, skipped=4)
-    result.stdout.fnmatch_lines(["*harness/preflight.py:*", "E   OSError: It looks like the *"])
+    result.stdout.fnmatch_lines(["*harness/phases/preflight.py:*", "E   OSError: It looks like the *"])
     assert (mini.bundle("mini-bad-model_v1") / "tracebacks" / "preflight.txt").is_file()
 
 

@@ -8,9 +8,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.data import load_traces
-from harness.prompting import format_completion, format_prompt
-from harness.scoring import Score, extract_answer, is_format_compliant, normalize_answer, score
+from harness.record.scoring import (
+    Score,
+    extract_answer,
+    is_format_compliant,
+    normalize_answer,
+    score,
+)
+from harness.spec.data import load_traces
+from harness.spec.prompting import format_completion, format_prompt
 
 ROOT = Path(__file__).resolve().parent.parent
 TAGS = ["<reasoning>", "</reasoning>", "<answer>", "</answer>"]

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING
 import pytest
 import yaml
 
-from harness import bundle
-from harness.data import DataError, file_sha256, load_traces
-from harness.documents import write_documents
-from harness.run import MilestoneRun
-from harness.specs import Milestone, MilestoneRegistry, SpecError, read_yaml
-from harness.verify import schema_problems
+from harness.evidence import bundle
+from harness.evidence.documents import write_documents
+from harness.evidence.verify import schema_problems
+from harness.record.run import MilestoneRun
+from harness.spec.data import DataError, file_sha256, load_traces
+from harness.spec.milestones import Milestone, MilestoneRegistry, SpecError, read_yaml
 
 if TYPE_CHECKING:
     from tests.conftest import MiniProject
@@ -316,7 +316,7 @@ def test_an_hf_model_is_left_to_preflight(project: Path) -> None:
 
 def test_loading_specs_imports_no_framework() -> None:
     code = (
-        "import sys, harness, harness.specs, harness.plugin\n"
+        "import sys, harness, harness.spec.milestones, harness.plugin\n"
         "sys.exit(sorted(m for m in ('torch', 'jax') if m in sys.modules) or None)"
     )
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=False).returncode == 0

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from harness.specs import (
+from harness.spec.milestones import (
     FreezeMilestone,
     Milestone,
     MilestoneRegistry,

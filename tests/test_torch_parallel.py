@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from harness.data import load_traces
-from harness.prompting import format_completion, format_prompt
-from harness.specs import load_yaml_model
-from trainers.base import Example, StepRecord, TrainRequest, TrainResult
+from harness.spec.data import load_traces
+from harness.spec.milestones import load_yaml_model
+from harness.spec.prompting import format_completion, format_prompt
 from trainers.config import ParallelConfig, TrainingConfig
 from trainers.guards import Divergence
+from trainers.protocol import Example, StepRecord, TrainRequest, TrainResult
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 6
@@ -46,7 +46,7 @@ def train(
     out: Path,
     source: str = "random:tiny-gemma",
 ) -> tuple[TrainResult, list[StepRecord]]:
-    from trainers.torch_trainer import TorchTrainer
+    from trainers.torch.trainer import TorchTrainer
 
     seen: list[StepRecord] = []
     request = TrainRequest(source, config, examples, STEPS, None, "cpu", out)
@@ -118,7 +118,7 @@ def test_two_processes_reproduce_the_single_process_run(
     moved = max((tensor - initial[name]).abs().max().item() for name, tensor in expected.items())
     assert moved > 100 * WEIGHT_ATOL  # the weights compared did move: training happened
 
-    from trainers.torch_trainer import TorchTrainer
+    from trainers.torch.trainer import TorchTrainer
 
     prompt = examples[0].prompt
     completion = TorchTrainer().generate(
@@ -132,7 +132,7 @@ def test_a_failing_worker_names_its_rank_exit_code_and_last_log_lines(
     examples: tuple[Example, ...], tmp_path: Path
 ) -> None:
     pytest.importorskip("torch")
-    from trainers.torch_parallel import WorkerFailed
+    from trainers.torch.parallel import WorkerFailed
 
     config = config_with(parallel={"strategy": "ddp", "processes": 2})
     with pytest.raises(WorkerFailed) as failure:
@@ -149,7 +149,7 @@ def test_divergence_in_the_workers_stops_the_run_with_the_weights_before_it(
     examples: tuple[Example, ...], tmp_path: Path
 ) -> None:
     torch = pytest.importorskip("torch")
-    from trainers.torch_trainer import TorchTrainer
+    from trainers.torch.trainer import TorchTrainer
 
     optimizer = {"name": "adamw", "lr": 3.0, "weight_decay": 0.0, "betas": [0.9, 0.98], "eps": 1e-8}
     wild = {
@@ -189,7 +189,7 @@ def test_a_rank_that_aborts_at_shutdown_after_reporting_done_leaves_a_finished_r
     examples: tuple[Example, ...], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytest.importorskip("torch")
-    from trainers.torch_parallel import ABORT_AT, AbortedAtShutdown
+    from trainers.torch.parallel import ABORT_AT, AbortedAtShutdown
 
     monkeypatch.setenv(ABORT_AT, "1:after-done")
     config = config_with(parallel={"strategy": "ddp", "processes": 2})
@@ -211,7 +211,7 @@ def test_a_rank_that_aborts_before_reporting_done_fails_the_run_even_with_a_resu
     examples: tuple[Example, ...], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytest.importorskip("torch")
-    from trainers.torch_parallel import ABORT_AT, WorkerFailed
+    from trainers.torch.parallel import ABORT_AT, WorkerFailed
 
     monkeypatch.setenv(ABORT_AT, "1:before-done")
     config = config_with(parallel={"strategy": "ddp", "processes": 2})
@@ -230,8 +230,8 @@ LEAVE = """
 import json, pickle, sys
 from pathlib import Path
 import torch.distributed as dist
-from trainers.torch_parallel import FSDPReplica
-from trainers.torch_fit import fit
+from trainers.torch.parallel import FSDPReplica
+from trainers.torch.fit import fit
 
 def threads():
     return sorted(task.read_text().strip() for task in Path("/proc/self/task").glob("*/comm"))

@@ -12,10 +12,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from harness.data import load_traces  # noqa: E402
-from harness.prompting import format_completion, format_prompt  # noqa: E402
-from harness.specs import load_yaml_model  # noqa: E402
-from trainers.base import Example, StepRecord, TrainRequest  # noqa: E402
+from harness.spec.data import load_traces  # noqa: E402
+from harness.spec.milestones import load_yaml_model  # noqa: E402
+from harness.spec.prompting import format_completion, format_prompt  # noqa: E402
 from trainers.char_tokenizer import build_char_tokenizer  # noqa: E402
 from trainers.config import TrainingConfig  # noqa: E402
 from trainers.encoding import (  # noqa: E402
@@ -26,9 +25,10 @@ from trainers.encoding import (  # noqa: E402
     pack,
 )
 from trainers.models import build_model_and_tokenizer  # noqa: E402
-from trainers.torch_batching import BatchPlan, collate, collate_packed  # noqa: E402
-from trainers.torch_fit import to_bf16_weights  # noqa: E402
-from trainers.torch_trainer import TorchTrainer  # noqa: E402
+from trainers.protocol import Example, StepRecord, TrainRequest  # noqa: E402
+from trainers.torch.batching import BatchPlan, collate, collate_packed  # noqa: E402
+from trainers.torch.fit import to_bf16_weights  # noqa: E402
+from trainers.torch.trainer import TorchTrainer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 # Settings that only change how a step is computed agree with the plain run to float rounding

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from harness.tracking import NEEDS_EXTRA, PARAM_VALUE_LIMIT
-from harness.verify import verify_bundle
+from harness.evidence.verify import verify_bundle
+from harness.plugin.tracking import NEEDS_EXTRA, PARAM_VALUE_LIMIT
 
 if TYPE_CHECKING:
     from tests.conftest import MiniProject

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from harness import bundle
 from harness.__main__ import main
-from harness.baseline import BaselineError, load_baseline
-from harness.measurements import measure
-from harness.verify import bundle_files, write_checksums
+from harness.evidence import bundle
+from harness.evidence.baseline import BaselineError, load_baseline
+from harness.evidence.measurements import measure
+from harness.evidence.verify import bundle_files, write_checksums
 
 if TYPE_CHECKING:
     from tests.conftest import MiniProject

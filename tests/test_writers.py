@@ -6,16 +6,24 @@ from pathlib import Path
 
 import pytest
 
-from harness import bundle
-from harness.data import file_sha256
-from harness.documents import write_documents
-from harness.failures import Cause
-from harness.outcomes import PhaseOutcome, Status
-from harness.phases import EVALUATE, EVIDENCE, GUARDRAILS_BEFORE, PHASES, PREFLIGHT, SUMMARY, TRAIN
-from harness.run import MilestoneRun
-from harness.specs import Milestone, MilestoneRegistry
-from harness.verify import placeholder_paths
-from trainers.base import StepRecord
+from harness.evidence import bundle
+from harness.evidence.documents import write_documents
+from harness.evidence.verify import placeholder_paths
+from harness.record.failures import Cause
+from harness.record.outcomes import PhaseOutcome, Status
+from harness.record.run import MilestoneRun
+from harness.spec.data import file_sha256
+from harness.spec.milestones import Milestone, MilestoneRegistry
+from harness.spec.phase_order import (
+    EVALUATE,
+    EVIDENCE,
+    GUARDRAILS_BEFORE,
+    PHASES,
+    PREFLIGHT,
+    SUMMARY,
+    TRAIN,
+)
+from trainers.protocol import StepRecord
 
 ROOT = Path(__file__).resolve().parent.parent
 TRACES = ROOT / "datasets" / "dev-reasoning-v2" / "traces.jsonl"

@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from harness import bundle
-from harness.phases import PHASES
-from harness.verify import verify_bundle
+from harness.evidence import bundle
+from harness.evidence.verify import verify_bundle
+from harness.spec.phase_order import PHASES
 
 pytestmark = pytest.mark.slow
 

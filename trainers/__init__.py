@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from trainers.base import StepRecord, Trainer, TrainRequest, TrainResult
+from trainers.protocol import StepRecord, Trainer, TrainRequest, TrainResult
 
 __all__ = ["StepRecord", "TrainRequest", "TrainResult", "Trainer", "load_trainer"]
 
@@ -12,11 +12,11 @@ BACKENDS = ("torch", "jax")
 def load_trainer(backend: str) -> Trainer:
     """Build the trainer for ``backend``, importing its framework only now."""
     if backend == "torch":
-        from trainers.torch_trainer import TorchTrainer
+        from trainers.torch.trainer import TorchTrainer
 
         return TorchTrainer()
     if backend == "jax":
-        from trainers.jax_trainer import JaxTrainer
+        from trainers.jax.trainer import JaxTrainer
 
         return JaxTrainer()
     raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")

@@ -8,7 +8,7 @@ import random
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from trainers.base import Example
+from trainers.protocol import Example
 
 IGNORE_INDEX = -100
 

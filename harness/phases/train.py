@@ -1,0 +1,102 @@
+"""The train phase: build the request from the spec, run the backend, log steps, keep metrics."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TextIO
+
+from harness.evidence import bundle
+from harness.evidence.plots import loss_curve_png
+from harness.evidence.writers import training_metrics
+from harness.phases.rehearsal import model_place
+from harness.probes.lineage import NOT_HERE, model_lineage
+from harness.record.run import MilestoneRun
+from harness.spec.data import load_traces
+from harness.spec.prompting import format_completion, format_prompt
+from trainers.protocol import Example, StepRecord, Trainer, TrainRequest, TrainResult
+
+DEVICES = {"cpu": "cpu", "cuda": "cuda", "tpu": "tpu"}
+
+
+def build_request(run: MilestoneRun) -> TrainRequest:
+    """The backend-neutral request for this milestone: formatted examples, run shape, device."""
+    milestone = run.milestone
+    traces = load_traces(milestone.dataset_path)
+    examples = tuple(Example(format_prompt(t.prompt), format_completion(t)) for t in traces)
+    place = model_place(run)
+    return TrainRequest(
+        model_source=place.source,
+        hub_cache=place.hub_cache,
+        config=milestone.training,
+        examples=examples,
+        max_steps=milestone.spec.run.max_steps,
+        epochs=milestone.spec.run.epochs,
+        device=DEVICES[milestone.spec.hardware.accelerator],
+        checkpoint_dir=run.run_dir / bundle.CHECKPOINT_DIR,
+    )
+
+
+class StepLogger:
+    """Every ``every`` steps: ``training_metrics.json`` of the steps so far, rewritten atomically
+    so that a killed run keeps them, a flushed ``training_log.txt`` line and a progress line."""
+
+    def __init__(self, run: MilestoneRun, log: TextIO, request: TrainRequest, every: int) -> None:
+        self.run, self.log, self.request, self.every = run, log, request, every
+        self.total = request.total_steps()
+        # The terminal gets about ten lines per run; the log file gets every ``every`` steps.
+        self.show_every = max(every, self.total // 10 // every * every)
+        self.elapsed = 0.0
+
+    def __call__(self, record: StepRecord) -> None:
+        self.run.steps.append(record)
+        self.elapsed += record.seconds
+        if record.step % self.every and record.step not in (1, self.total):
+            return
+        # The metrics go first: the log never names a step that training_metrics.json lacks.
+        metrics = training_metrics(self.run, self.request)
+        bundle.write_json(self.run.run_dir / bundle.TRAINING_METRICS, metrics)
+        eta = self.elapsed / record.step * (self.total - record.step)
+        line = (
+            f"step {record.step}/{self.total} loss {record.loss:.4f} lr {record.lr:.2e} "
+            f"grad_norm {record.grad_norm:.3f} tokens/s {record.tokens / record.seconds:.0f} "
+            f"elapsed {self.elapsed:.1f}s eta {eta:.0f}s"
+        )
+        self.log.write(bundle.evidence_redactor().text(line) + "\n")
+        self.log.flush()
+        if record.step % self.show_every == 0 or record.step in (1, self.total):
+            self.run.progress(f"[{self.run.run_id}] train: {line}")
+
+
+def train(run: MilestoneRun, trainer: Trainer) -> TrainResult:
+    """Train the milestone's model; metrics so far are written even when training stops early."""
+    request = build_request(run)
+    total = request.total_steps()
+    log_path: Path = run.run_dir / bundle.TRAINING_LOG
+    with log_path.open("a", encoding="utf-8") as log:
+        log.write(
+            f"# {run.run_id}: {request.model_source} on {request.device} ({trainer.backend}), "
+            f"{len(request.examples)} examples, {total} steps\n"
+        )
+        log.flush()
+        try:
+            logger = StepLogger(run, log, request, run.milestone.training.log_every)
+            result = trainer.train(request, logger)
+        finally:
+            bundle.write_json(run.run_dir / bundle.TRAINING_METRICS, training_metrics(run, request))
+            write_loss_curve(run)
+    run.train_result = result
+    if run.model_lineage and run.model_lineage.get("folder") == NOT_HERE:
+        run.model_lineage = model_lineage(request.model_source, request.hub_cache)  # fetched by train
+    bundle.write_json(run.run_dir / bundle.TRAINING_METRICS, training_metrics(run, request))
+    return result
+
+
+def write_loss_curve(run: MilestoneRun) -> None:
+    """``loss_curve.png`` of the steps so far; nothing to draw before the first step."""
+    if run.steps:
+        bundle.write_bytes(run.run_dir / bundle.LOSS_CURVE, loss_curve_png(run.steps))
+
+
+def all_finite(steps: list[StepRecord]) -> bool:
+    return all(math.isfinite(step.loss) for step in steps)

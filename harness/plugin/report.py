@@ -1,0 +1,255 @@
+"""The pytest-html report of a milestone session: title, environment, phase outcomes, extras."""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+from collections.abc import Generator, Iterable
+from html import escape
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import pytest
+from pytest_html import extras
+from pytest_html.basereport import BaseReport
+from pytest_metadata.plugin import metadata_key
+
+from harness.evidence import bundle
+from harness.evidence.redact import secret_values
+from harness.spec.phase_order import EVALUATE, PREFLIGHT, SUMMARY, TRAIN
+
+if TYPE_CHECKING:
+    from harness.phases.evaluate import Prediction
+    from harness.record.run import MilestoneRun
+    from harness.spec.criteria import Judgement
+
+SHOWN_PREDICTIONS = 20
+PHASE_OUTCOME_HEADER = '<th class="col-phase-outcome">Phase outcome</th>'
+
+
+class SessionRuns(Protocol):
+    """What the report reads of a milestone session: its pytest config, its runs, and the phase
+    and run of a test item."""
+
+    config: pytest.Config
+    runs: dict[str, MilestoneRun]
+
+    def run_for(self, item: pytest.Item) -> tuple[str, MilestoneRun] | None: ...
+
+
+class ReportPlugin:
+    """pytest-html hooks that render what the session's runs collected, phase by phase."""
+
+    def __init__(self, session: SessionRuns) -> None:
+        self.session = session
+        self.report_data: Any = None
+
+    def pytest_configure(self, config: pytest.Config) -> None:
+        # A milestone session can be killed mid-training; pytest-html writes the file only at
+        # session end unless this ini value is true. pytest has no public way to set an ini
+        # value after parsing (``config.inicfg`` is deprecated), so the cached value that
+        # ``config.getini`` returns is set, before pytest-html first reads it at session start.
+        config._inicache["generate_report_on_test"] = True
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_html_report_title(self, report: Any) -> None:
+        # The report data object is kept to refresh its environment table after pre-flight.
+        self.report_data = report
+        runs = ", ".join(f"{run.milestone.id} ({run.run_id})" for run in self.session.runs.values())
+        report.title = f"tunix-rt milestone report: {runs}"
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_html_results_table_header(self, cells: list[str]) -> None:
+        cells.append(PHASE_OUTCOME_HEADER)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_html_results_table_row(self, report: pytest.TestReport, cells: list[str]) -> None:
+        text = getattr(report, "phase_outcome", "")
+        cells.append(f'<td class="col-phase-outcome">{escape(text)}</td>')
+
+    # The report is made where the phase ran (an xdist worker, or this process) and shown where
+    # the HTML is written (the controller, or this process): what it shows travels on it.
+    # Outermost, so that the session has recorded the phase's outcome when the extras are made.
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        found = self.session.run_for(item)
+        # A phase blocked in setup has no call report, so its extras go on the setup report
+        # (pytest-html merges the ``extras`` fixture into call reports only).
+        if found is None or report.when == "teardown" or (report.when == "setup" and report.passed):
+            return report
+        phase, run = found
+        shown = phase_extras(phase, run, self.report_dir())
+        report.extras = [*getattr(report, "extras", []), *shown]  # type: ignore[attr-defined]
+        report.phase_outcome = outcome_line(run, phase)  # type: ignore[attr-defined]
+        if phase == PREFLIGHT and run.env:
+            report.environment = environment(run)  # type: ignore[attr-defined]
+        return report
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        facts = getattr(report, "environment", None)
+        if facts:
+            self.show_environment(facts)
+
+    def report_dir(self) -> Path:
+        return Path(str(self.session.config.option.htmlpath)).resolve().parent
+
+    def show_environment(self, facts: dict[str, str]) -> None:
+        """Put the pre-flight snapshot at the top of the environment table of every later write."""
+        config = self.session.config
+        metadata = {**facts, **config.stash.get(metadata_key, {})}
+        config.stash[metadata_key] = metadata
+        if self.report_data is not None:
+            self.report_data.set_data("environment", metadata)
+
+
+def report_file(config: pytest.Config) -> Path | None:
+    """The session's HTML report, once pytest-html has written it."""
+    report = Path(str(getattr(config.option, "htmlpath", "") or ""))
+    return report if report.is_file() else None
+
+
+def redact_report(config: pytest.Config) -> None:
+    """pytest-html writes the report itself; secrets are taken out of it after each write."""
+    report = report_file(config)
+    if report is not None and secret_values():
+        bundle.write_text(report, report.read_text(encoding="utf-8"))
+
+
+def copy_report(config: pytest.Config, run_dirs: Iterable[Path]) -> None:
+    """One report per session, copied into every run folder that does not already hold it."""
+    report = report_file(config)
+    if report is None:
+        return
+    for run_dir in run_dirs:
+        if run_dir / bundle.REPORT != report:
+            shutil.copyfile(report, run_dir / bundle.REPORT)
+
+
+def move_report(config: pytest.Config, report: Path) -> None:
+    """Write the report to ``report`` from now on, so that pytest-html's closing line names it."""
+    config.option.htmlpath = str(report)
+    for plugin in config.pluginmanager.get_plugins():
+        if isinstance(plugin, BaseReport):  # pytest-html 4 writes to, and names, this path
+            plugin._report_path = report
+
+
+def outcome_line(run: MilestoneRun, phase: str) -> str:
+    outcome = run.outcome_of(phase)
+    return f"{outcome.status}: {outcome.cause}: {outcome.reason}"
+
+
+def environment(run: MilestoneRun) -> dict[str, str]:
+    """The snapshot facts and the GPU line, HTML-escaped: pytest-html inserts values as HTML."""
+    facts = {**run.env, "gpu": gpu_line(run.run_dir / bundle.GPU_SNAPSHOT)}
+    return {key: escape(value) for key, value in facts.items()}
+
+
+def gpu_line(path: Path) -> str:
+    """The line of ``gpu_snapshot.txt`` that says most: nvidia-smi's driver line, else the first."""
+    if not path.is_file():
+        return "not recorded: pre-flight wrote no gpu_snapshot.txt"
+    lines = [
+        line.strip(" |")
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line.strip(" |")
+    ]
+    driver = [line for line in lines if "Driver Version" in line]
+    return " ".join((driver or lines or ["empty gpu_snapshot.txt"])[0].split())
+
+
+def phase_extras(phase: str, run: MilestoneRun, report_dir: Path) -> list[dict[str, Any]]:
+    """What the row of ``phase`` shows besides its outcome."""
+    found: list[dict[str, Any]] = []
+    outcome = run.outcome_of(phase)
+    if not outcome.ok:
+        found.append(
+            extras.html(
+                f"<p><strong>{escape(phase)} {escape(outcome_line(run, phase))}</strong></p>"
+            )
+        )
+    if phase == TRAIN:
+        found += png_extra(run.run_dir / bundle.LOSS_CURVE, "loss and learning rate")
+        found += json_extra(run.run_dir / bundle.TRAINING_METRICS, "final training metrics")
+    if phase == EVALUATE:
+        found += png_extra(run.run_dir / bundle.CATEGORY_ACCURACY, "accuracy per category")
+        found += json_extra(run.run_dir / bundle.EVALUATION_RESULTS, "evaluation results")
+        if run.eval_result is not None:
+            found.append(
+                extras.html(predictions_table(run.eval_result.predictions[:SHOWN_PREDICTIONS]))
+            )
+    if run.judgements.get(phase):
+        found.append(extras.html(criteria_table(run.judgements[phase])))
+    if phase == SUMMARY:
+        found.append(extras.html(bundle_links(run.run_dir, report_dir)))
+    return found
+
+
+def png_extra(path: Path, name: str) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [extras.png(base64.b64encode(path.read_bytes()).decode("ascii"), name=name)]
+
+
+def json_extra(path: Path, name: str) -> list[dict[str, Any]]:
+    """The JSON file's summary values; per-step records stay in the file."""
+    if not path.is_file():
+        return []
+    data = bundle.read_json(path)
+    return [
+        extras.json({key: value for key, value in data.items() if key != "per_step"}, name=name)
+    ]
+
+
+def predictions_table(predictions: tuple[Prediction, ...]) -> str:
+    """Prompt, expected answer, the answer found (the raw completion on hover), correct."""
+    rows = "".join(
+        f"<tr><td>{escape(p.id)}</td><td>{escape(p.prompt)}</td><td>{escape(p.expected)}</td>"
+        f'<td title="{escape(p.completion)}">{escape(_answer(p))}</td>'
+        f"<td>{'yes' if p.correct else 'no'}</td></tr>"
+        for p in predictions
+    )
+    return (
+        f'<table class="predictions"><caption>First {len(predictions)} predictions</caption>'
+        "<tr><th>id</th><th>prompt</th><th>expected</th><th>got</th><th>correct</th></tr>"
+        f"{rows}</table>"
+    )
+
+
+def _answer(prediction: Prediction) -> str:
+    return prediction.answer if prediction.answer is not None else "(no answer)"
+
+
+def criteria_table(judgements: list[Judgement]) -> str:
+    rows = "".join(
+        f"<tr><td>{escape(j.metric)}</td><td>{escape(j.comparison)}</td>"
+        f"<td>{_number(j.measured)}</td><td>{_number(j.threshold)}</td>"
+        f"<td>{escape(f'{j.verdict}: {j.reason}' if j.reason else str(j.verdict))}</td></tr>"
+        for j in judgements
+    )
+    return (
+        '<table class="criteria"><caption>Acceptance criteria</caption>'
+        "<tr><th>metric</th><th>requirement</th><th>measured</th><th>threshold</th><th>verdict</th></tr>"
+        f"{rows}</table>"
+    )
+
+
+def _number(value: float | None) -> str:
+    return f"{value:.4g}" if value is not None else "-"
+
+
+def bundle_links(run_dir: Path, report_dir: Path) -> str:
+    """Links to the bundle's files, relative to the report, which sits in a bundle itself."""
+    entries = sorted(
+        p for p in run_dir.iterdir() if not p.name.startswith(".") and p.name != bundle.REPORT
+    )
+    items = "".join(
+        f'<li><a href="{escape(Path(os.path.relpath(path, report_dir)).as_posix())}">'
+        f"{escape(path.name + ('/' if path.is_dir() else ''))}</a></li>"
+        for path in entries
+    )
+    return f'<p>Files of {escape(run_dir.name)}:</p><ul class="bundle-files">{items}</ul>'

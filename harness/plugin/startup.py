@@ -1,0 +1,57 @@
+"""The options a milestone session starts with, checked before any run folder opens: a baseline
+that verifies, and the updates (goldens, lock snapshots) that are only trusted from one process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.evidence.baseline import Baseline, BaselineError, load_baseline
+from harness.phases.guardrails import git_top
+from harness.probes.fingerprints import GuardrailError, tree_is_clean
+from harness.spec.milestones import FreezeMilestone, Milestone, shown
+
+
+def baseline_for(config: pytest.Config, milestone: Milestone | FreezeMilestone, root: Path) -> Baseline | None:
+    """The verified baseline from --baseline or the spec; criteria naming one need one."""
+    if isinstance(milestone, FreezeMilestone):
+        return None
+    given = config.option.baseline or milestone.spec.baseline
+    if given is None:
+        needing = milestone.spec.criteria_needing_baseline()
+        if needing:
+            raise pytest.UsageError(
+                f"{shown(milestone.spec_path)}: key 'acceptance.{needing[0]}' compares with the baseline, "
+                "but none is given (--baseline PATH or the spec's 'baseline')"
+            )
+        return None
+    try:
+        return load_baseline((root / given).resolve())
+    except BaselineError as error:
+        raise pytest.UsageError(f"--baseline: {error}") from None
+
+
+def refuse_snapshot_update(config: pytest.Config, milestones: list[Milestone | FreezeMilestone]) -> None:
+    """Only a freeze milestone may rewrite a lock, and only from one process (xdist can lose snapshots)."""
+    if getattr(config.option, "numprocesses", None) or hasattr(config, "workerinput"):
+        raise pytest.UsageError("--snapshot-update: refused under xdist (-n), where snapshots can be lost")
+    for milestone in milestones:
+        if not isinstance(milestone, FreezeMilestone):
+            raise pytest.UsageError(
+                f"--snapshot-update: only a freeze milestone may rewrite a lock, and {milestone.id} is not one"
+            )
+
+
+def refuse_golden_update(config: pytest.Config, root: Path) -> None:
+    """Goldens are rewritten only from one process and a committed tree, so they can be trusted."""
+    if getattr(config.option, "numprocesses", None) or hasattr(config, "workerinput"):
+        raise pytest.UsageError("--update-goldens: refused under xdist (-n); run it in one process")
+    try:
+        dirty = tree_is_clean(git_top(root))
+    except GuardrailError as error:
+        raise pytest.UsageError(f"--update-goldens: {error}") from None
+    if dirty:
+        raise pytest.UsageError(
+            f"--update-goldens: refused on a dirty tree ({len(dirty)} changed: {dirty[0]}, ...); commit first"
+        )

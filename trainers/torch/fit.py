@@ -1,0 +1,179 @@
+"""The PyTorch training loop: a transformers causal LM, completion-only loss, AdamW, deterministic;
+one replica per process (``Replica`` on one device, torch_parallel's under DDP or FSDP)."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import (
+    get_constant_schedule_with_warmup,
+    get_cosine_with_min_lr_schedule_with_warmup,
+)
+
+from trainers.encoding import encode_example
+from trainers.flops import FlopsBasis, flops_per_token
+from trainers.guards import LossGuard, TrainingStopped
+from trainers.models import build_model_and_tokenizer
+from trainers.protocol import StepHook, StepRecord, TrainRequest, TrainResult
+from trainers.torch.batching import BatchPlan, Row
+
+BACKEND = "torch"
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, request: TrainRequest, total: int) -> Any:
+    schedule = request.config.schedule
+    if schedule.decay == "constant":
+        return get_constant_schedule_with_warmup(optimizer, schedule.warmup_steps)
+    return get_cosine_with_min_lr_schedule_with_warmup(
+        optimizer, schedule.warmup_steps, total, min_lr_rate=schedule.min_lr_ratio
+    )
+
+
+def to_bf16_weights(model: torch.nn.Module) -> None:
+    """``bf16-pure``: weights, and so gradients and AdamW state, in bfloat16. Buffers stay float32,
+    as when transformers loads a model in bf16: rotary frequencies rounded to bf16 would turn every
+    position by a different angle than the one the model was trained with."""
+    for param in model.parameters():
+        param.data = param.data.to(torch.bfloat16)
+
+
+class Replica:
+    """One process's part in a run: here the only process, on one device. DDP and FSDP extend it."""
+
+    rank = 0
+    world = 1
+
+    def device(self, requested: str) -> torch.device:
+        return torch.device(requested)
+
+    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        return model
+
+    def syncing(self, model: torch.nn.Module, sync: bool) -> AbstractContextManager[Any]:
+        """Where gradients are exchanged: a no-op for one process."""
+        return contextlib.nullcontext()
+
+    def sum(self, value: torch.Tensor) -> torch.Tensor:
+        """``value`` summed over every process."""
+        return value
+
+    def clip(self, model: torch.nn.Module, max_norm: float) -> float:
+        """Clip gradients to ``max_norm``; the norm before clipping."""
+        return torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm).item()
+
+    def save(
+        self, model: Any, wrapped: torch.nn.Module, tokenizer: Any, checkpoint_dir: Path
+    ) -> None:
+        model.save_pretrained(checkpoint_dir)
+        tokenizer.save_pretrained(checkpoint_dir)
+
+
+def flops_basis(
+    model: Any, rows: Sequence[Row], parameters: int, device: torch.device, world: int
+) -> FlopsBasis:
+    """The FLOPs behind MFU. Attention stays inside each row, so its context is the row length,
+    averaged over the rows weighted by their tokens."""
+    lengths = [len(ids) for ids, _ in rows]
+    seq_len = sum(n * n for n in lengths) / sum(lengths)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+    return FlopsBasis(
+        parameters, seq_len, flops_per_token(parameters, model.config, seq_len), name, world
+    )
+
+
+def fit(request: TrainRequest, on_step: StepHook, replica: Replica) -> TrainResult:
+    """Train ``request`` as ``replica``'s part of the run; every process gets the same request."""
+    config = request.config
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    model, tokenizer = build_model_and_tokenizer(
+        request.model_source, config.seed, request.hub_cache
+    )
+    if config.precision == "bf16-pure":
+        to_bf16_weights(model)
+    device = replica.device(request.device)
+    model.to(device).train()
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    parameters = sum(p.numel() for p in model.parameters())
+    wrapped = replica.wrap(model)
+    forward = torch.compile(wrapped) if config.compile else wrapped
+    rows = [encode_example(tokenizer, ex, config.max_seq_len) for ex in request.examples]
+    plan = BatchPlan(rows, config, tokenizer.pad_token_id)
+    opt = config.optimizer
+    optimizer = torch.optim.AdamW(
+        wrapped.parameters(),
+        lr=opt.lr,
+        betas=opt.betas,
+        eps=opt.eps,
+        weight_decay=opt.weight_decay,
+        fused=device.type == "cuda",  # one kernel for all parameters; the CPU keeps the default
+    )
+    total = request.total_steps()
+    scheduler = _scheduler(optimizer, request, total)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
+    guard = LossGuard(config.divergence.factor, config.divergence.patience)
+    records: list[StepRecord] = []
+    started = time.perf_counter()
+    for step, indices in enumerate(plan.steps(), start=1):
+        if step > total:
+            break
+        tick = time.perf_counter()
+        shards = plan.shards(indices)
+        step_loss_tokens = sum(s.loss_tokens for s in shards)
+        mine = shards[replica.rank * config.grad_accum_steps :][: config.grad_accum_steps]
+        loss = torch.zeros((), device=device)
+        for micro, shard in enumerate(mine):
+            inputs = {k: v.to(device) for k, v in plan.tensors(shard).items()}
+            with replica.syncing(wrapped, sync=micro == len(mine) - 1):
+                with autocast:
+                    output = forward(**inputs, use_cache=False)
+                # Micro-batch mean losses, weighted by their share of the step's loss tokens, sum to
+                # the mean over the whole step; an empty one still runs, contributing exact zeros.
+                part = (
+                    output.loss * (shard.loss_tokens / step_loss_tokens)
+                    if shard.loss_tokens
+                    else output.logits.sum() * 0.0
+                )
+                (part * replica.world).backward()  # DDP and FSDP average gradients over processes
+            loss += part.detach()
+        step_loss = replica.sum(loss).item()
+        try:
+            guard.check(step, step_loss)
+        except TrainingStopped:
+            # No optimizer step has used this loss: the checkpoint holds the weights before it.
+            replica.save(model, wrapped, tokenizer, request.checkpoint_dir)
+            raise
+        grad_norm = replica.clip(wrapped, config.grad_clip)
+        lr = scheduler.get_last_lr()[0]
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        record = StepRecord(
+            step=step,
+            loss=step_loss,
+            lr=lr,
+            grad_norm=grad_norm,
+            samples=len(indices),
+            tokens=sum(s.tokens for s in shards),
+            seconds=time.perf_counter() - tick,
+            positions=sum(s.positions for s in shards),
+        )
+        records.append(record)
+        on_step(record)
+    runtime = time.perf_counter() - started
+    replica.save(model, wrapped, tokenizer, request.checkpoint_dir)
+    return TrainResult(
+        backend=BACKEND,
+        device=str(torch.device(request.device)),
+        model_parameters=parameters,
+        steps=tuple(records),
+        runtime_s=runtime,
+        checkpoint_dir=request.checkpoint_dir,
+        flops=flops_basis(model, rows, parameters, device, replica.world),
+    )
