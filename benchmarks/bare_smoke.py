@@ -14,7 +14,7 @@ from harness.record.scoring import score
 from harness.spec.data import load_evalset, load_traces
 from harness.spec.milestones import Milestone
 from harness.spec.prompting import format_completion, format_prompt
-from trainers import load_trainer
+from trainers.backends import load_trainer
 from trainers.protocol import Example, TrainRequest
 
 

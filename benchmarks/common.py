@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.spec.milestones import Milestone, MilestoneRegistry
+from harness.spec.milestones import Milestone
+from harness.spec.registry import MilestoneRegistry
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -83,7 +83,9 @@ class MiniProject:
         items = (ROOT / "evalsets" / "eval_v2.jsonl").read_text().splitlines()
         (self.path / "evalsets").mkdir()
         (self.path / "evalsets" / "mini.jsonl").write_text("\n".join(items[:5]) + "\n")
-        (self.path / "pytest.ini").write_text("[pytest]\naddopts = --strict-markers\n")
+        (self.path / "pytest.ini").write_text(
+            "[pytest]\naddopts = --strict-markers\ngenerate_report_on_test = true\n"
+        )
         self.commit("a mini project")
 
     def git(self, *args: str) -> str:

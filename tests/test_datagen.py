@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from harness.spec.data import file_sha256, load_evalset, load_traces
-from tools import datagen
+from tools.datagen import generate as datagen
+from tools.datagen import tasks
 
 ROOT = Path(__file__).resolve().parent.parent
 TRACES = "datasets/dev-reasoning-v2/traces.jsonl"
@@ -95,9 +96,9 @@ def test_check_trace_rejects_an_overlong_trace() -> None:
     [(92, "92"), (Fraction(7, 2), "3.5"), (Fraction(-1, 4), "-0.25"), (0, "0")],
 )
 def test_num_formats_without_trailing_zeros(value: Fraction | int, text: str) -> None:
-    assert datagen.num(value) == text
+    assert tasks.num(value) == text
 
 
 def test_num_refuses_more_than_two_decimals() -> None:
     with pytest.raises(ValueError):
-        datagen.num(Fraction(1, 3))
+        tasks.num(Fraction(1, 3))

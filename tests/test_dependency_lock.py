@@ -7,8 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from harness.probes import fingerprints as guardrails
-from harness.probes.fingerprints import GuardrailError
+from harness.spec.dependency_lock import LockFileError, read_lock
 
 if TYPE_CHECKING:
     from tests.conftest import MiniProject
@@ -19,8 +18,8 @@ NOT_A_LOCK = "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/us
 def test_a_file_that_is_no_lock_is_named_not_quoted(tmp_path: Path) -> None:
     passwd = tmp_path / "passwd"
     passwd.write_text(NOT_A_LOCK)
-    with pytest.raises(GuardrailError) as caught:
-        guardrails.read_lock(passwd)
+    with pytest.raises(LockFileError) as caught:
+        read_lock(passwd)
     message = str(caught.value)
     assert message == f"{passwd}:1: not a dependency lock ('name==version' lines)"
     assert "root" not in message.replace(str(tmp_path), "")
@@ -29,8 +28,8 @@ def test_a_file_that_is_no_lock_is_named_not_quoted(tmp_path: Path) -> None:
 def test_a_binary_file_is_no_lock(tmp_path: Path) -> None:
     blob = tmp_path / "weights.bin"
     blob.write_bytes(b"\xff\xfe\x00binary")
-    with pytest.raises(GuardrailError, match=r"weights\.bin: cannot read lock file"):
-        guardrails.read_lock(blob)
+    with pytest.raises(LockFileError, match=r"weights\.bin: cannot read lock file"):
+        read_lock(blob)
 
 
 def test_a_spec_naming_a_file_that_is_no_lock_is_refused_when_it_loads(mini: MiniProject) -> None:

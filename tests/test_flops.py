@@ -10,8 +10,8 @@ from harness.evidence import bundle
 from harness.evidence.verify import placeholder_paths
 from harness.evidence.writers import training_metrics
 from harness.phases.train import build_request
-from harness.record.run import MilestoneRun
-from harness.spec.milestones import MilestoneRegistry
+from harness.record.run import MilestoneRun, RunOptions
+from harness.spec.registry import MilestoneRegistry
 from trainers.flops import PEAK_BF16_TFLOPS, FlopsBasis, flops_per_token, mfu, peak_flops
 from trainers.models import ARCHITECTURES
 from trainers.protocol import StepRecord, TrainResult
@@ -91,18 +91,17 @@ def test_mfu_is_achieved_over_peak_flops_and_absent_for_unknown_devices() -> Non
 
 def _run_with_result(tmp_path: Path, device_name: str, devices: int) -> tuple[MilestoneRun, dict]:
     smoke = MilestoneRegistry(ROOT).load("smoke")
-    run = MilestoneRun(
-        smoke, ROOT, bundle.allocate_run_dir(tmp_path, "smoke"), progress=lambda _: None
-    )
-    run.steps += [
+    run = MilestoneRun(smoke, ROOT, bundle.allocate_run_dir(tmp_path, "smoke"), RunOptions(progress=lambda _: None))
+    run.record.steps += [
         StepRecord(step, 2.0, 1e-4, 1.0, samples=16, tokens=900, seconds=0.5, positions=1000)
         for step in range(1, 5)
     ]
     basis = FlopsBasis(2_506_172_416, 512.0, 15.26e9, device_name, devices)
-    run.train_result = TrainResult(
-        "torch", "cuda", 2_506_172_416, tuple(run.steps), 2.0, tmp_path, basis
+    run.record.train_result = TrainResult(
+        "torch", "cuda", 2_506_172_416, tuple(run.record.steps), 2.0, tmp_path, basis
     )
-    return run, training_metrics(run, build_request(run))
+    run.record.training_request = build_request(run)
+    return run, training_metrics(run)
 
 
 def test_training_metrics_report_mfu_per_device_with_its_basis(tmp_path: Path) -> None:

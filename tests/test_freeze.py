@@ -21,8 +21,10 @@ from harness.evidence.submission_zip import (
     lock_record,
     validate_zip,
 )
-from harness.spec.milestones import FreezeMilestone, MilestoneRegistry, SpecError
+from harness.spec.milestones import FreezeMilestone
 from harness.spec.phase_order import BUILD, GUARDRAILS_BEFORE, LOCK, NEEDS, VALIDATE
+from harness.spec.registry import MilestoneRegistry
+from harness.spec.yaml_files import SpecError
 
 if TYPE_CHECKING:
     from tests.conftest import MiniProject

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from harness.probes.hardware import missing_devices, probe_platform, wrong_platform
-from harness.spec.milestones import HardwareRequirement, MilestoneRegistry
+from harness.spec.milestones import HardwareRequirement
+from harness.spec.registry import MilestoneRegistry
 
 ROOT = Path(__file__).resolve().parent.parent
 REGISTRY = MilestoneRegistry(ROOT)

@@ -13,15 +13,17 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from harness.evidence import bundle, history
+from harness.evidence import bundle
 from harness.evidence.documents import write_documents
+from harness.evidence.interrupted import mark_interrupted
 from harness.evidence.verify import CHECKSUMS, verify_bundle
 from harness.phases.train import StepLogger, build_request
 from harness.record.failures import Cause
 from harness.record.outcomes import PhaseOutcome, Status
-from harness.record.run import MilestoneRun
-from harness.spec.milestones import Milestone, MilestoneRegistry
+from harness.record.run import MilestoneRun, RunOptions
+from harness.spec.milestones import Milestone
 from harness.spec.phase_order import EVALUATE, GUARDRAILS_BEFORE, PREFLIGHT, TRAIN
+from harness.spec.registry import MilestoneRegistry
 from trainers.protocol import StepRecord
 
 if TYPE_CHECKING:
@@ -39,10 +41,10 @@ def smoke() -> Milestone:
 @pytest.fixture
 def run(smoke: Milestone, tmp_path: Path) -> MilestoneRun:
     """A smoke run as a session leaves it after pre-flight: snapshots and documents written."""
-    run = MilestoneRun(smoke, ROOT, bundle.allocate_run_dir(tmp_path, "smoke"), progress=_quiet)
+    run = MilestoneRun(smoke, ROOT, bundle.allocate_run_dir(tmp_path, "smoke"), RunOptions(progress=_quiet))
     bundle.write_text(run.run_dir / bundle.ENV_SNAPSHOT, "commit: not recorded\n")
     bundle.write_text(run.run_dir / bundle.GPU_SNAPSHOT, "no nvidia-smi: a CPU run\n")
-    run.record(PhaseOutcome(PREFLIGHT, Status.PASSED, Cause.COMPLETED, "completed", 1.0))
+    run.record.add_outcome(PhaseOutcome(PREFLIGHT, Status.PASSED, Cause.COMPLETED, "completed", 1.0))
     write_documents(run)
     return run
 
@@ -53,9 +55,9 @@ def _quiet(message: str) -> None:
 
 def _train_until(run: MilestoneRun, steps: int, every: int) -> None:
     """Feed ``steps`` optimizer steps through the phase's step logger, as a backend does."""
-    request = build_request(run)
+    run.record.training_request = build_request(run)
     with (run.run_dir / bundle.TRAINING_LOG).open("a", encoding="utf-8") as log:
-        logger = StepLogger(run, log, request, every)
+        logger = StepLogger(run, log, every)
         for step in range(1, steps + 1):
             logger(StepRecord(step, 5.0 - step / 10, 1.0e-3, 0.5, 8, 800, 0.25))
 
@@ -75,11 +77,11 @@ def test_training_metrics_are_written_at_every_logged_step(run: MilestoneRun) ->
 
 
 def test_a_run_killed_in_training_is_marked_at_its_last_logged_step(run: MilestoneRun) -> None:
-    run.record(PhaseOutcome(GUARDRAILS_BEFORE, Status.PASSED, Cause.COMPLETED, "completed", 1.0))
+    run.record.add_outcome(PhaseOutcome(GUARDRAILS_BEFORE, Status.PASSED, Cause.COMPLETED, "completed", 1.0))
     write_documents(run)
     _train_until(run, 21, every=10)  # then killed: no phase ended after guardrails-before
 
-    history.mark_interrupted(run.run_dir, "smoke_v2", NOTICED_AT)
+    mark_interrupted(run.run_dir, "smoke_v2", NOTICED_AT)
 
     manifest = bundle.read_json(run.run_dir / bundle.RUN_MANIFEST)
     train = manifest["phases"][TRAIN]
@@ -108,12 +110,12 @@ def test_a_run_killed_in_training_is_marked_at_its_last_logged_step(run: Milesto
 
 
 def test_a_run_killed_after_training_names_the_phase_it_was_in(run: MilestoneRun) -> None:
-    run.record(PhaseOutcome(GUARDRAILS_BEFORE, Status.PASSED, Cause.COMPLETED, "completed", 1.0))
+    run.record.add_outcome(PhaseOutcome(GUARDRAILS_BEFORE, Status.PASSED, Cause.COMPLETED, "completed", 1.0))
     _train_until(run, 4, every=2)
-    run.record(PhaseOutcome(TRAIN, Status.FAILED, Cause.CRITERIA_NOT_MET, "loss ratio 0.9", 1.0))
+    run.record.add_outcome(PhaseOutcome(TRAIN, Status.FAILED, Cause.CRITERIA_NOT_MET, "loss ratio 0.9", 1.0))
     write_documents(run)
 
-    history.mark_interrupted(run.run_dir, "smoke_v2", NOTICED_AT)
+    mark_interrupted(run.run_dir, "smoke_v2", NOTICED_AT)
 
     phases = bundle.read_json(run.run_dir / bundle.RUN_MANIFEST)["phases"]
     assert phases[TRAIN]["reason"] == "loss ratio 0.9"
@@ -128,7 +130,7 @@ def test_a_run_killed_before_its_first_phase_ended_is_marked_as_a_whole(tmp_path
     run_dir = bundle.allocate_run_dir(tmp_path, "smoke")
     bundle.write_text(run_dir / bundle.ENV_SNAPSHOT, "commit: not recorded\n")
 
-    history.mark_interrupted(run_dir, "smoke_v2", NOTICED_AT)
+    mark_interrupted(run_dir, "smoke_v2", NOTICED_AT)
 
     manifest = bundle.read_json(run_dir / bundle.RUN_MANIFEST)
     assert manifest["interrupted_at"] == "interrupted before its first phase ended"

@@ -25,8 +25,8 @@ from flax import nnx  # noqa: E402
 from pretrained_checkpoints import build_checkpoint, corpus_lines  # noqa: E402
 
 from harness.spec.data import load_traces  # noqa: E402
-from harness.spec.milestones import load_yaml_model  # noqa: E402
 from harness.spec.prompting import format_completion, format_prompt  # noqa: E402
+from harness.spec.yaml_files import load_yaml_model  # noqa: E402
 from trainers.char_tokenizer import build_char_tokenizer  # noqa: E402
 from trainers.config import MeshConfig, TrainingConfig  # noqa: E402
 from trainers.encoding import encode_prompt  # noqa: E402

@@ -26,8 +26,8 @@ from flax import nnx  # noqa: E402
 from pretrained_checkpoints import build_checkpoint, corpus_lines  # noqa: E402
 
 from harness.spec.data import load_traces  # noqa: E402
-from harness.spec.milestones import load_yaml_model  # noqa: E402
 from harness.spec.prompting import format_completion, format_prompt  # noqa: E402
+from harness.spec.yaml_files import load_yaml_model  # noqa: E402
 from trainers.config import MeshConfig, TrainingConfig  # noqa: E402
 from trainers.encoding import encode_prompt  # noqa: E402
 from trainers.jax import model as jax_model  # noqa: E402

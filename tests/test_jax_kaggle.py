@@ -30,8 +30,8 @@ from tunix.sft import utils  # noqa: E402
 
 from harness.phases.preflight import check_model_source  # noqa: E402
 from harness.spec.data import load_traces  # noqa: E402
-from harness.spec.milestones import load_yaml_model  # noqa: E402
 from harness.spec.prompting import format_completion, format_prompt  # noqa: E402
+from harness.spec.yaml_files import load_yaml_model  # noqa: E402
 from trainers.config import MeshConfig, TrainingConfig  # noqa: E402
 from trainers.encoding import encode_prompt  # noqa: E402
 from trainers.jax import kaggle as jax_kaggle  # noqa: E402

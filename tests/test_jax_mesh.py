@@ -34,7 +34,7 @@ HELPER = textwrap.dedent(
 
     from harness.spec.data import load_traces
     from harness.spec.prompting import format_completion, format_prompt
-    from harness.spec.milestones import load_yaml_model
+    from harness.spec.yaml_files import load_yaml_model
     from trainers.protocol import Example, TrainRequest
     from trainers.config import TrainingConfig
     from trainers.jax.trainer import JaxTrainer

@@ -18,8 +18,8 @@ import safetensors.numpy  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from harness.spec.data import load_traces  # noqa: E402
-from harness.spec.milestones import load_yaml_model  # noqa: E402
 from harness.spec.prompting import format_completion, format_prompt  # noqa: E402
+from harness.spec.yaml_files import load_yaml_model  # noqa: E402
 from trainers.char_tokenizer import build_char_tokenizer  # noqa: E402
 from trainers.config import TrainingConfig  # noqa: E402
 from trainers.encoding import batches, encode_example  # noqa: E402
@@ -202,8 +202,7 @@ def test_learning_rate_schedule_matches_torch(decay: str) -> None:
     )
     total = 50
     optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=config.optimizer.lr)
-    request = request_for((), config, Path(), total)
-    scheduler = _scheduler(optimizer, request, total)
+    scheduler = _scheduler(optimizer, config, total)
     schedule = learning_rate(config, total)
     for step in range(total):
         assert float(schedule(step)) == pytest.approx(

@@ -23,8 +23,9 @@ from harness.probes.hardware import DeviceMemory  # noqa: E402
 from harness.probes.memory import ModelShape, estimate, model_config, refusal  # noqa: E402
 from harness.record.failures import Cause, InsufficientMemory, classify  # noqa: E402
 from harness.record.outcomes import describe  # noqa: E402
-from harness.record.run import MilestoneRun  # noqa: E402
-from harness.spec.milestones import Milestone, MilestoneRegistry  # noqa: E402
+from harness.record.run import MilestoneRun, RunOptions  # noqa: E402
+from harness.spec.milestones import Milestone  # noqa: E402
+from harness.spec.registry import MilestoneRegistry  # noqa: E402
 from trainers.config import TrainingConfig  # noqa: E402
 from trainers.models import ARCHITECTURES, build_model_and_tokenizer  # noqa: E402
 from trainers.protocol import Example, TrainRequest  # noqa: E402
@@ -253,9 +254,7 @@ def run_of(milestone_id: str, tmp_path: Path, said: list[str], **spec_changes: A
     assert isinstance(milestone, Milestone)
     spec = milestone.spec.model_copy(update=spec_changes)
     run_dir = bundle.allocate_run_dir(tmp_path, milestone_id)
-    return MilestoneRun(
-        dataclasses.replace(milestone, spec=spec), ROOT, run_dir, progress=said.append
-    )
+    return MilestoneRun(dataclasses.replace(milestone, spec=spec), ROOT, run_dir, RunOptions(progress=said.append))
 
 
 def test_preflight_refuses_m44_on_a_16_gib_gpu(

@@ -17,8 +17,9 @@ from harness.phases.preflight import preflight  # noqa: E402
 from harness.probes.hardware import DeviceMemory, probe_memory  # noqa: E402
 from harness.probes.memory import ModelShape, estimate_jax, lora_parameters, model_config, refusal  # noqa: E402
 from harness.record.failures import InsufficientMemory  # noqa: E402
-from harness.record.run import MilestoneRun  # noqa: E402
-from harness.spec.milestones import Milestone, MilestoneRegistry  # noqa: E402
+from harness.record.run import MilestoneRun, RunOptions  # noqa: E402
+from harness.spec.milestones import Milestone  # noqa: E402
+from harness.spec.registry import MilestoneRegistry  # noqa: E402
 from trainers.config import LoraConfig, MeshConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,7 +115,7 @@ def test_preflight_refuses_m38_on_tpu_chips_too_small_and_names_them(
     fake_tpus(monkeypatch, [FakeTpu(index, in_use=12 * GIB) for index in range(8)])
     milestone = m38(model="random:gemma-2b")
     run_dir = bundle.allocate_run_dir(tmp_path, "m38")
-    run = MilestoneRun(milestone, ROOT, run_dir, progress=lambda _: None)
+    run = MilestoneRun(milestone, ROOT, run_dir, RunOptions(progress=lambda _: None))
     with pytest.raises(
         InsufficientMemory,
         match=r"has 4\.0 GiB free of 16\.0 GiB \(jax\.Device\.memory_stats\(\)\)",
@@ -127,9 +128,7 @@ def test_preflight_refuses_m38_on_tpu_chips_too_small_and_names_them(
 def test_the_cpu_devices_of_a_jax_run_share_the_ram(tmp_path: Path) -> None:
     said: list[str] = []
     milestone = MilestoneRegistry(ROOT).load("smoke-jax")
-    run = MilestoneRun(
-        milestone, ROOT, bundle.allocate_run_dir(tmp_path, "smoke-jax"), progress=said.append
-    )
+    run = MilestoneRun(milestone, ROOT, bundle.allocate_run_dir(tmp_path, "smoke-jax"), RunOptions(progress=said.append))
     preflight(run)
     [line] = [line for line in said if "preflight: memory" in line]
     assert "fp32 state, 1 devices" in line

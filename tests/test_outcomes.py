@@ -8,8 +8,8 @@ import pytest
 
 from harness.record.failures import Cause, PhaseBlocked, classify
 from harness.record.outcomes import PhaseOutcome, Status, describe
-from harness.record.run import MilestoneRun
-from harness.spec.milestones import Milestone, MilestoneRegistry
+from harness.record.run import MilestoneRun, RunOptions
+from harness.spec.milestones import Milestone
 from harness.spec.phase_order import (
     EVALUATE,
     EVIDENCE,
@@ -20,6 +20,7 @@ from harness.spec.phase_order import (
     SUMMARY,
     TRAIN,
 )
+from harness.spec.registry import MilestoneRegistry
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,7 +32,7 @@ def smoke_milestone() -> Milestone:
 
 @pytest.fixture
 def run(smoke_milestone: Milestone, tmp_path: Path) -> MilestoneRun:
-    return MilestoneRun(smoke_milestone, ROOT, tmp_path / "smoke_v1", progress=lambda _: None)
+    return MilestoneRun(smoke_milestone, ROOT, tmp_path / "smoke_v1", RunOptions(progress=lambda _: None))
 
 
 def _passed(phase: str) -> PhaseOutcome:
@@ -54,23 +55,23 @@ def test_preflight_is_never_blocked(run: MilestoneRun) -> None:
 
 
 def test_guardrails_blocked_when_preflight_skipped(run: MilestoneRun) -> None:
-    run.record(_skipped(PREFLIGHT, "no CUDA device"))
+    run.record.add_outcome(_skipped(PREFLIGHT, "no CUDA device"))
     assert run.blocker(GUARDRAILS_BEFORE) == (Cause.BLOCKED, "preflight skipped: no CUDA device")
 
 
 def test_guardrails_blocked_when_preflight_failed(run: MilestoneRun) -> None:
-    run.record(_failed(PREFLIGHT, "dataset sha256 mismatch"))
+    run.record.add_outcome(_failed(PREFLIGHT, "dataset sha256 mismatch"))
     assert run.blocker(GUARDRAILS_BEFORE) == (Cause.BLOCKED, "preflight failed: dataset sha256 mismatch")
 
 
 def test_train_blocked_when_guardrails_did_not_run(run: MilestoneRun) -> None:
-    run.record(_passed(PREFLIGHT))
+    run.record.add_outcome(_passed(PREFLIGHT))
     assert run.blocker(TRAIN) == (Cause.BLOCKED, "guardrails-before did not run")
 
 
 def test_train_blocked_by_a_broken_rule(run: MilestoneRun) -> None:
-    run.record(_passed(PREFLIGHT))
-    run.record(_failed(GUARDRAILS_BEFORE, "uncommitted change at start: harness/x.py"))
+    run.record.add_outcome(_passed(PREFLIGHT))
+    run.record.add_outcome(_failed(GUARDRAILS_BEFORE, "uncommitted change at start: harness/x.py"))
     assert run.blocker(TRAIN) == (
         Cause.BLOCKED,
         "guardrails-before failed: uncommitted change at start: harness/x.py",
@@ -78,31 +79,31 @@ def test_train_blocked_by_a_broken_rule(run: MilestoneRun) -> None:
 
 
 def test_train_runs_after_the_guardrails_passed(run: MilestoneRun) -> None:
-    run.record(_passed(PREFLIGHT))
-    run.record(_passed(GUARDRAILS_BEFORE))
+    run.record.add_outcome(_passed(PREFLIGHT))
+    run.record.add_outcome(_passed(GUARDRAILS_BEFORE))
     assert run.blocker(TRAIN) is None
 
 
 def test_guardrails_after_need_the_start_fingerprints(run: MilestoneRun) -> None:
-    run.record(_passed(PREFLIGHT))
-    run.record(_skipped(GUARDRAILS_BEFORE, "preflight skipped: no TPU"))
+    run.record.add_outcome(_passed(PREFLIGHT))
+    run.record.add_outcome(_skipped(GUARDRAILS_BEFORE, "preflight skipped: no TPU"))
     assert run.blocker(GUARDRAILS_AFTER) == (Cause.BLOCKED, "guardrails-before skipped: preflight skipped: no TPU")
 
 
 def test_evaluate_blocked_by_train(run: MilestoneRun) -> None:
-    run.record(_passed(PREFLIGHT))
-    run.record(_failed(TRAIN, "loss did not fall"))
+    run.record.add_outcome(_passed(PREFLIGHT))
+    run.record.add_outcome(_failed(TRAIN, "loss did not fall"))
     assert run.blocker(EVALUATE) == (Cause.BLOCKED, "train failed: loss did not fall")
-    run.record(_passed(TRAIN))
+    run.record.add_outcome(_passed(TRAIN))
     assert run.blocker(EVALUATE) is None
 
 
 @pytest.mark.parametrize("phase", [EVIDENCE, SUMMARY])
 def test_evidence_and_summary_are_never_blocked(run: MilestoneRun, phase: str) -> None:
     assert run.blocker(phase) is None
-    run.record(_failed(PREFLIGHT, "broken"))
-    run.record(_skipped(TRAIN, "blocked"))
-    run.record(_skipped(EVALUATE, "blocked"))
+    run.record.add_outcome(_failed(PREFLIGHT, "broken"))
+    run.record.add_outcome(_skipped(TRAIN, "blocked"))
+    run.record.add_outcome(_skipped(EVALUATE, "blocked"))
     assert run.blocker(phase) is None
 
 
@@ -111,9 +112,9 @@ def test_evidence_and_summary_are_never_blocked(run: MilestoneRun, phase: str) -
 
 def test_verdict_passed_only_when_every_phase_passed(run: MilestoneRun) -> None:
     for phase in PHASES[:-1]:
-        run.record(_passed(phase))
+        run.record.add_outcome(_passed(phase))
     assert run.verdict == "summary not run"
-    run.record(_passed(SUMMARY))
+    run.record.add_outcome(_passed(SUMMARY))
     assert run.verdict == "passed"
 
 
@@ -122,20 +123,20 @@ def test_verdict_of_a_run_that_did_nothing(run: MilestoneRun) -> None:
 
 
 def test_verdict_names_the_first_phase_that_did_not_pass(run: MilestoneRun) -> None:
-    run.record(_passed(PREFLIGHT))
-    run.record(_passed(GUARDRAILS_BEFORE))
-    run.record(_failed(TRAIN, "out of memory"))
-    run.record(_skipped(EVALUATE, "train failed: out of memory"))
-    run.record(_passed(GUARDRAILS_AFTER))
-    run.record(_passed(EVIDENCE))
-    run.record(_passed(SUMMARY))
+    run.record.add_outcome(_passed(PREFLIGHT))
+    run.record.add_outcome(_passed(GUARDRAILS_BEFORE))
+    run.record.add_outcome(_failed(TRAIN, "out of memory"))
+    run.record.add_outcome(_skipped(EVALUATE, "train failed: out of memory"))
+    run.record.add_outcome(_passed(GUARDRAILS_AFTER))
+    run.record.add_outcome(_passed(EVIDENCE))
+    run.record.add_outcome(_passed(SUMMARY))
     assert run.verdict == "train failed"
 
 
 def test_verdict_skipped_preflight(run: MilestoneRun) -> None:
-    run.record(_skipped(PREFLIGHT, "needs a TPU"))
+    run.record.add_outcome(_skipped(PREFLIGHT, "needs a TPU"))
     for phase in PHASES[1:]:
-        run.record(_passed(phase))
+        run.record.add_outcome(_passed(phase))
     assert run.verdict == "preflight skipped"
 
 

@@ -20,14 +20,15 @@ from harness.evidence.journal import (
     written_since,
 )
 from harness.evidence.plots import category_accuracy_png, loss_curve_png
-from harness.phases.evaluate import CategoryScore, Prediction
 from harness.plugin.report import gpu_line, predictions_table
 from harness.plugin.session import MilestoneSession
+from harness.record.evaluation import CategoryScore, Prediction
 from harness.record.failures import Cause
 from harness.record.outcomes import PhaseOutcome, Status
-from harness.record.run import MilestoneRun
-from harness.spec.milestones import Milestone, MilestoneRegistry
+from harness.record.run import MilestoneRun, RunOptions
+from harness.spec.milestones import Milestone
 from harness.spec.phase_order import FREEZE_PHASES, PHASES, PREFLIGHT, TRAIN
+from harness.spec.registry import MilestoneRegistry
 from trainers.protocol import StepRecord
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,9 +53,7 @@ def smoke() -> Milestone:
 
 @pytest.fixture
 def run(smoke: Milestone, tmp_path: Path) -> MilestoneRun:
-    return MilestoneRun(
-        smoke, ROOT, bundle.allocate_run_dir(tmp_path, "smoke"), progress=lambda _: None
-    )
+    return MilestoneRun(smoke, ROOT, bundle.allocate_run_dir(tmp_path, "smoke"), RunOptions(progress=lambda _: None))
 
 
 def test_the_loss_curve_is_a_png_even_with_non_finite_losses() -> None:
@@ -92,10 +91,10 @@ def test_written_files_are_the_new_and_the_changed_ones(tmp_path: Path) -> None:
 
 
 def test_each_phase_adds_an_entry_with_what_it_wrote(run: MilestoneRun) -> None:
-    begin_phase(run)
+    begin_phase(run, PREFLIGHT)
     bundle.write_text(run.run_dir / bundle.ENV_SNAPSHOT, "commit abc\n")
     end_phase(run, PhaseOutcome(PREFLIGHT, Status.PASSED, Cause.COMPLETED, "completed", 1.25))
-    begin_phase(run)
+    begin_phase(run, TRAIN)
     for name in ("config.json", "model.safetensors"):
         bundle.write_text(run.run_dir / bundle.CHECKPOINT_DIR / name, "{}")
     end_phase(
@@ -104,7 +103,7 @@ def test_each_phase_adds_an_entry_with_what_it_wrote(run: MilestoneRun) -> None:
     )
 
     text = (run.run_dir / bundle.JOURNAL).read_text()
-    assert text == render(run.run_id, run.journal)
+    assert text == render(run.run_id, run.record.journal)
     assert [line.split(" ", 2)[2] for line in text.splitlines() if line.startswith("## ")] == [
         "preflight: passed",
         "train: failed",

@@ -12,9 +12,10 @@ import pytest
 from harness.evidence import bundle
 from harness.phases.preflight import preflight
 from harness.record.failures import Cause, MissingCredential, PhaseBlocked, classify
-from harness.record.run import MilestoneRun
+from harness.record.run import MilestoneRun, RunOptions
 from harness.spec.data import DataError
-from harness.spec.milestones import HardwareRequirement, MilestoneRegistry
+from harness.spec.milestones import HardwareRequirement
+from harness.spec.registry import MilestoneRegistry
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,7 +24,7 @@ def run_with(tmp_path: Path, **changes: Any) -> MilestoneRun:
     milestone = MilestoneRegistry(ROOT).load("smoke")
     spec = milestone.spec.model_copy(update=changes)
     run_dir = bundle.allocate_run_dir(tmp_path, "smoke")
-    return MilestoneRun(dataclasses.replace(milestone, spec=spec), ROOT, run_dir, progress=lambda _: None)
+    return MilestoneRun(dataclasses.replace(milestone, spec=spec), ROOT, run_dir, RunOptions(progress=lambda _: None))
 
 
 def test_a_clean_cpu_preflight_writes_both_snapshots(tmp_path: Path) -> None:

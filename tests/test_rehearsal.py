@@ -146,8 +146,8 @@ def test_m38_is_rehearsed_on_a_twin_in_kaggles_flax_layout(
 
     from harness.phases.preflight import check_model
     from harness.phases.rehearsal import model_place, rehearse
-    from harness.record.run import MilestoneRun
-    from harness.spec.milestones import MilestoneRegistry
+    from harness.record.run import MilestoneRun, RunOptions
+    from harness.spec.registry import MilestoneRegistry
     from trainers.models import flax_checkpoint
 
     for name in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN", "KAGGLE_KERNEL_RUN_TYPE"):
@@ -156,7 +156,7 @@ def test_m38_is_rehearsed_on_a_twin_in_kaggles_flax_layout(
     monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path / "empty-kagglehub"))
     milestone = rehearse(MilestoneRegistry(ROOT).load("m38"))
     run_dir = bundle.allocate_run_dir(tmp_path, "m38-rehearsal")
-    run = MilestoneRun(milestone, ROOT, run_dir, progress=lambda _: None)
+    run = MilestoneRun(milestone, ROOT, run_dir, RunOptions(progress=lambda _: None))
     check_model(run)
     folder = Path(ModelSource.parse(model_place(run).source).location)
     assert folder == run_dir / "rehearsal_model" / "2"

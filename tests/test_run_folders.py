@@ -12,8 +12,9 @@ import pytest
 
 from harness.evidence import bundle
 from harness.phases.guardrails import check_after, check_before
-from harness.record.run import MilestoneRun
-from harness.spec.milestones import Milestone, MilestoneRegistry
+from harness.record.run import MilestoneRun, RunOptions
+from harness.spec.milestones import Milestone
+from harness.spec.registry import MilestoneRegistry
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -150,10 +151,9 @@ def run(repo: Path) -> MilestoneRun:
     """This session's smoke run in ``repo``, allowed its folder and its lock file."""
     smoke: Milestone = MilestoneRegistry(ROOT).load("smoke")
     runs = repo / "submission_runs"
-    run = MilestoneRun(smoke, repo, bundle.allocate_run_dir(runs, "smoke"))
+    run_dir = bundle.allocate_run_dir(runs, "smoke")
     (runs / ".smoke.lock").touch()
-    run.allowed_outputs = [run.run_dir, runs / ".smoke.lock"]
-    return run
+    return MilestoneRun(smoke, repo, run_dir, RunOptions(allowed_outputs=(run_dir, runs / ".smoke.lock")))
 
 
 @pytest.fixture

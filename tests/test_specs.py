@@ -11,14 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
-from harness.spec.milestones import (
-    FreezeMilestone,
-    Milestone,
-    MilestoneRegistry,
-    SpecError,
-    load_yaml_model,
-    read_yaml,
-)
+from harness.spec.milestones import FreezeMilestone, Milestone
+from harness.spec.registry import MilestoneRegistry
+from harness.spec.yaml_files import SpecError, load_yaml_model, read_yaml
 from trainers.config import TrainingConfig
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,8 +16,8 @@ import pytest
 from pydantic import ValidationError
 
 from harness.spec.data import load_traces
-from harness.spec.milestones import load_yaml_model
 from harness.spec.prompting import format_completion, format_prompt
+from harness.spec.yaml_files import load_yaml_model
 from trainers.config import ParallelConfig, TrainingConfig
 from trainers.guards import Divergence
 from trainers.protocol import Example, StepRecord, TrainRequest, TrainResult

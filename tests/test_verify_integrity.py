@@ -18,7 +18,7 @@ import pytest
 from harness.__main__ import main
 from harness.evidence import bundle
 from harness.evidence.baseline import BaselineError, load_baseline
-from harness.evidence.measurements import measure
+from harness.evidence.measurements import measure_bundle
 from harness.evidence.verify import bundle_files, write_checksums
 
 if TYPE_CHECKING:
@@ -203,7 +203,7 @@ def test_a_baseline_with_a_symlinked_result_is_refused_and_never_measured(run_di
     refused = r"mini_v1: fails verification: evaluation_results.json: a symlink to .*results.json;"
     with pytest.raises(BaselineError, match=refused):
         load_baseline(run_dir)
-    measured = measure(run_dir)
+    measured = measure_bundle(run_dir)
     assert "eval.accuracy" not in measured and measured["train.final_loss"] == 3.0
 
 
@@ -258,20 +258,20 @@ def test_measure_takes_a_malformed_step_as_one_without_a_finite_loss(run_dir: Pa
     metrics["per_step"] = [1, "x", [], {"step": 4}, {"loss": "abc"}, {"loss": [2]},
                            {"loss": True}, {"loss": 2.0}, {"loss": 1.0}]
     rewrite(run_dir, "training_metrics.json", json.dumps(metrics).encode())
-    measured = measure(run_dir)
+    measured = measure_bundle(run_dir)
     assert (measured["train.steps_completed"], measured["train.nonfinite_steps"]) == (9.0, 7.0)
     losses = ("train.first_loss", "train.final_loss", "train.loss_ratio")
     assert [measured[name] for name in losses] == [2.0, 1.0, 0.5]
     metrics["per_step"] = {"loss": 1.0}
     rewrite(run_dir, "training_metrics.json", json.dumps(metrics).encode())
-    assert not any(name.startswith("train.") for name in measure(run_dir))
+    assert not any(name.startswith("train.") for name in measure_bundle(run_dir))
 
 
 def test_measure_skips_what_it_cannot_read(run_dir: Path) -> None:
     rewrite(run_dir, "run_manifest.json", b"\xff")
     rewrite(run_dir, "evaluation_results.json", b"[0.5]")
     os.remove(run_dir / "training_metrics.json")
-    assert measure(run_dir) == {}
+    assert measure_bundle(run_dir) == {}
 
 
 @pytest.mark.parametrize(

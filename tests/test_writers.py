@@ -11,9 +11,9 @@ from harness.evidence.documents import write_documents
 from harness.evidence.verify import placeholder_paths
 from harness.record.failures import Cause
 from harness.record.outcomes import PhaseOutcome, Status
-from harness.record.run import MilestoneRun
+from harness.record.run import MilestoneRun, RunOptions
 from harness.spec.data import file_sha256
-from harness.spec.milestones import Milestone, MilestoneRegistry
+from harness.spec.milestones import Milestone
 from harness.spec.phase_order import (
     EVALUATE,
     EVIDENCE,
@@ -23,6 +23,7 @@ from harness.spec.phase_order import (
     SUMMARY,
     TRAIN,
 )
+from harness.spec.registry import MilestoneRegistry
 from trainers.protocol import StepRecord
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,8 +39,8 @@ def smoke() -> Milestone:
 @pytest.fixture
 def run(smoke: Milestone, tmp_path: Path) -> MilestoneRun:
     run_dir = bundle.allocate_run_dir(tmp_path / "submission_runs", "smoke")
-    run = MilestoneRun(smoke, ROOT, run_dir, progress=lambda _: None)
-    run.env.update({"commit": "0123abcd", "dirty": "false", "os": "Linux-test", "cpu": "x86_64"})
+    run = MilestoneRun(smoke, ROOT, run_dir, RunOptions(progress=lambda _: None))
+    run.record.env.update({"commit": "0123abcd", "dirty": "false", "os": "Linux-test", "cpu": "x86_64"})
     return run
 
 
@@ -58,11 +59,11 @@ def _step(step: int, loss: float, lr: float) -> StepRecord:
 
 
 def _record_failed_train(run: MilestoneRun) -> None:
-    run.record(_passed(PREFLIGHT))
-    run.record(_passed(GUARDRAILS_BEFORE))
-    run.steps += [_step(1, loss=3.2109, lr=1.5e-4), _step(2, loss=2.8765, lr=3.0e-4)]
-    run.record(_outcome(TRAIN, Status.FAILED, Cause.OUT_OF_MEMORY, OOM_REASON))
-    run.record(_outcome(EVALUATE, Status.SKIPPED, Cause.BLOCKED, f"train failed: {OOM_REASON}"))
+    run.record.add_outcome(_passed(PREFLIGHT))
+    run.record.add_outcome(_passed(GUARDRAILS_BEFORE))
+    run.record.steps += [_step(1, loss=3.2109, lr=1.5e-4), _step(2, loss=2.8765, lr=3.0e-4)]
+    run.record.add_outcome(_outcome(TRAIN, Status.FAILED, Cause.OUT_OF_MEMORY, OOM_REASON))
+    run.record.add_outcome(_outcome(EVALUATE, Status.SKIPPED, Cause.BLOCKED, f"train failed: {OOM_REASON}"))
 
 
 def test_manifest_has_real_values_only(run: MilestoneRun) -> None:
@@ -93,7 +94,7 @@ def test_manifest_before_preflight_says_what_was_not_recorded(
     smoke: Milestone, tmp_path: Path
 ) -> None:
     run_dir = bundle.allocate_run_dir(tmp_path, "smoke")
-    run = MilestoneRun(smoke, ROOT, run_dir, progress=lambda _: None)
+    run = MilestoneRun(smoke, ROOT, run_dir, RunOptions(progress=lambda _: None))
     write_documents(run)
     manifest = bundle.read_json(run.run_dir / bundle.RUN_MANIFEST)
     assert placeholder_paths(manifest) == []
@@ -129,9 +130,9 @@ def test_failure_analysis_names_phase_cause_reason_and_last_good_step(run: Miles
 
 
 def test_failure_analysis_when_train_failed_before_any_step(run: MilestoneRun) -> None:
-    run.record(_passed(PREFLIGHT))
-    run.record(_passed(GUARDRAILS_BEFORE))
-    run.record(_outcome(TRAIN, Status.FAILED, Cause.ERROR, "ValueError: bad batch"))
+    run.record.add_outcome(_passed(PREFLIGHT))
+    run.record.add_outcome(_passed(GUARDRAILS_BEFORE))
+    run.record.add_outcome(_outcome(TRAIN, Status.FAILED, Cause.ERROR, "ValueError: bad batch"))
     write_documents(run)
     text = (run.run_dir / bundle.FAILURE_ANALYSIS).read_text(encoding="utf-8")
     assert "- last good state: no optimizer step completed" in text
@@ -142,7 +143,7 @@ def test_failure_analysis_is_removed_once_every_phase_passed(run: MilestoneRun) 
     write_documents(run)
     assert (run.run_dir / bundle.FAILURE_ANALYSIS).is_file()
     for phase in PHASES:
-        run.record(_passed(phase))
+        run.record.add_outcome(_passed(phase))
     write_documents(run)
     assert not (run.run_dir / bundle.FAILURE_ANALYSIS).exists()
     manifest = bundle.read_json(run.run_dir / bundle.RUN_MANIFEST)
@@ -154,7 +155,7 @@ def test_failure_analysis_is_removed_once_every_phase_passed(run: MilestoneRun) 
 
 def test_documents_are_written_only_into_the_run_folder(run: MilestoneRun) -> None:
     _record_failed_train(run)
-    run.record(_passed(EVIDENCE))
+    run.record.add_outcome(_passed(EVIDENCE))
     write_documents(run)
     assert sorted(p.name for p in run.run_dir.iterdir()) == sorted(
         [bundle.RUN_MANIFEST, bundle.FAILURE_ANALYSIS, "smoke_summary.md"]

@@ -1,22 +1,2 @@
-"""Trainers: one small protocol, one backend per framework; usable from a plain script."""
-
-from __future__ import annotations
-
-from trainers.protocol import StepRecord, Trainer, TrainRequest, TrainResult
-
-__all__ = ["StepRecord", "TrainRequest", "TrainResult", "Trainer", "load_trainer"]
-
-BACKENDS = ("torch", "jax")
-
-
-def load_trainer(backend: str) -> Trainer:
-    """Build the trainer for ``backend``, importing its framework only now."""
-    if backend == "torch":
-        from trainers.torch.trainer import TorchTrainer
-
-        return TorchTrainer()
-    if backend == "jax":
-        from trainers.jax.trainer import JaxTrainer
-
-        return JaxTrainer()
-    raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
+"""Trainers: one small protocol, one step loop, one backend per framework; usable from a plain
+script (``trainers.backends.load_trainer``)."""

@@ -63,11 +63,13 @@ class UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
+    """A frozen config model that refuses unknown keys."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class OptimizerConfig(_Strict):
+class OptimizerConfig(StrictModel):
     """AdamW settings."""
 
     name: Literal["adamw"]
@@ -77,7 +79,7 @@ class OptimizerConfig(_Strict):
     eps: PositiveFinite
 
 
-class ScheduleConfig(_Strict):
+class ScheduleConfig(StrictModel):
     """Linear warm-up, then cosine decay to ``min_lr_ratio`` of the peak."""
 
     warmup_steps: Annotated[StrictInt, Field(ge=0, le=MAX_STEPS)]
@@ -85,35 +87,35 @@ class ScheduleConfig(_Strict):
     min_lr_ratio: Annotated[Real, Field(ge=0.0, le=1.0)]
 
 
-class EvalConfig(_Strict):
+class EvalConfig(StrictModel):
     """Greedy generation settings for the evaluation phase."""
 
     batch_size: Count
     max_new_tokens: Count
 
 
-class DivergenceConfig(_Strict):
+class DivergenceConfig(StrictModel):
     """Stop when the loss stays above ``factor`` x its running minimum for ``patience`` steps."""
 
     factor: Annotated[Real, Field(gt=1.0)]
     patience: Count
 
 
-class LoraConfig(_Strict):
+class LoraConfig(StrictModel):
     """Low-rank adapters on the attention and MLP projections; only the adapters are trained."""
 
     rank: Count
     alpha: PositiveFinite
 
 
-class MeshConfig(_Strict):
+class MeshConfig(StrictModel):
     """A ``data`` x ``fsdp`` device mesh: batches split over both axes, weights over ``fsdp``."""
 
     data: Count = 1
     fsdp: Count = 1
 
 
-class ParallelConfig(_Strict):
+class ParallelConfig(StrictModel):
     """How the torch backend spreads one run over processes, launched through ``torchrun``.
 
     ``single`` trains in the pytest process on one device; ``ddp`` and ``fsdp`` start
@@ -143,7 +145,7 @@ BF16_PURE_IS_TORCH_ONLY = (
 )
 
 
-class TrainingConfig(_Strict):
+class TrainingConfig(StrictModel):
     """Everything about how a model is trained, apart from what and for how long."""
 
     seed: Seed

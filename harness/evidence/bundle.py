@@ -139,3 +139,32 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
 
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+LOCK_SUFFIX = ".lock"
+
+
+def read_manifest(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        return read_json(run_dir / RUN_MANIFEST)
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def session_finished(run_dir: Path) -> bool:
+    """Whether the session that wrote ``run_dir`` ended normally (even with failed phases)."""
+    manifest = read_manifest(run_dir)
+    return bool(manifest and manifest.get("session_finished"))
+
+
+def lock_path(runs_root: Path, series: str) -> Path:
+    """``.<series>.lock``, held by the session of that series; the OS releases it if it dies."""
+    return runs_root / f".{series}{LOCK_SUFFIX}"
+
+
+def series_of(path: Path) -> str | None:
+    """The series whose lock file ``path`` is, None for any other path."""
+    name = path.name
+    if name.startswith(".") and name.endswith(LOCK_SUFFIX) and len(name) > len(LOCK_SUFFIX) + 1:
+        return name[1 : -len(LOCK_SUFFIX)]
+    return None

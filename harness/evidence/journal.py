@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from harness.evidence import bundle
-from harness.record.run import utc_now
+from harness.record.journal import JournalEntry, Listing
+from harness.record.outcomes import PhaseOutcome
+from harness.record.run import MilestoneRun, PhaseInProgress, utc_now
 from harness.spec.phase_order import (
     BUILD,
     EVALUATE,
@@ -21,10 +21,6 @@ from harness.spec.phase_order import (
     TRAIN,
     VALIDATE,
 )
-
-if TYPE_CHECKING:
-    from harness.record.outcomes import PhaseOutcome
-    from harness.record.run import MilestoneRun
 
 PURPOSES = {
     PREFLIGHT: "Snapshot the machine and check hardware, backend dependencies, credentials "
@@ -45,19 +41,6 @@ PURPOSES = {
     "reviewer would.",
     SUMMARY: "Close the run and write its summary with the spec's closing statement.",
 }
-
-# Size and modification time (ns) by relative path: enough to tell which files a phase wrote.
-Listing = dict[str, tuple[int, int]]
-
-
-@dataclass(frozen=True)
-class JournalEntry:
-    """One phase as the journal tells it."""
-
-    at: str
-    outcome: PhaseOutcome
-    written: tuple[str, ...]
-
 
 def listing(run_dir: Path) -> Listing:
     """Every file of the bundle with its size and modification time; temp files left out."""
@@ -109,13 +92,16 @@ def render(run_id: str, entries: list[JournalEntry]) -> str:
     return "\n".join(lines)
 
 
-def begin_phase(run: MilestoneRun) -> None:
-    """Remember the bundle's files as the phase starts, to tell afterwards what it wrote."""
-    run.files_before_phase = listing(run.run_dir)
+def begin_phase(run: MilestoneRun, phase: str) -> None:
+    """Mark ``phase`` as running, with the bundle's files as it starts, to tell later what it
+    wrote."""
+    run.in_progress = PhaseInProgress(phase, listing(run.run_dir))
 
 
 def end_phase(run: MilestoneRun, outcome: PhaseOutcome) -> None:
-    """Add the phase's entry, stamped now, and rewrite ``journal.md``."""
-    written = written_since(run.files_before_phase, listing(run.run_dir))
-    run.journal.append(JournalEntry(utc_now(), outcome, written))
-    bundle.write_text(run.run_dir / bundle.JOURNAL, render(run.run_id, run.journal))
+    """Add the phase's entry, stamped now, rewrite ``journal.md``; no phase is running then."""
+    before = run.in_progress.files_before if run.in_progress else {}
+    written = written_since(before, listing(run.run_dir))
+    run.in_progress = None
+    run.record.journal.append(JournalEntry(utc_now(), outcome, written))
+    bundle.write_text(run.run_dir / bundle.JOURNAL, render(run.run_id, run.record.journal))

@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    from harness.phases.evaluate import CategoryScore
+    from harness.record.evaluation import CategoryScore
     from trainers.protocol import StepRecord
 
 

@@ -7,13 +7,13 @@ import io
 import json
 import zipfile
 import zlib
-from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from harness.evidence.redact import secret_values
-from harness.evidence.verify import file_sha256
+from harness.hashing import file_sha256
+from harness.spec.freeze_paths import unsafe_name
 
 SUBMISSION_ZIP = "submission.zip"
 ZIP_MANIFEST = "MANIFEST.json"
@@ -86,39 +86,6 @@ def validate_zip(path: Path, size_budget_mb: float) -> list[str]:
     return found
 
 
-def unsafe_name(name: str) -> bool:
-    """Whether an archive name is absolute, climbs with ``..``, or holds a backslash or a colon."""
-    pure = PurePosixPath(name)
-    return pure.is_absolute() or ".." in pure.parts or "\\" in name or ":" in name
-
-
-def escape_problem(
-    root: Path, source: str, files: Iterable[str], extra: Iterable[str]
-) -> str | None:
-    """Where a freeze spec's paths, symlinks followed, lead out: the source and the extra files out
-    of the project at ``root``, the files out of the source bundle; None when all stay inside."""
-    if escaping(root, [source]):
-        return f"key 'source': {source!r} leads outside the project (a symlink)"
-    for key, base, names in (("files", root / source, files), ("extra_files", root, extra)):
-        if outside := escaping(base, names):
-            return f"key '{key}': {outside[0]!r} leads outside {base} (a symlink)"
-    return None
-
-
-def escaping(base: Path, names: Iterable[str]) -> list[str]:
-    """The names whose path below ``base``, symlinks and ``..`` followed, leads outside it."""
-    inside = base.resolve()
-    found = []
-    for name in names:
-        try:
-            if (inside / name).resolve().is_relative_to(inside):
-                continue
-        except (OSError, RuntimeError, ValueError):
-            pass  # a symlink loop or a NUL byte: nothing shows that it stays inside
-        found.append(name)
-    return found
-
-
 def _entry_problems(zip_name: str, archive: zipfile.ZipFile, listed: dict[str, Any], names: list[str]) -> list[str]:
     found = []
     secrets = [value.encode() for value in secret_values()]
@@ -149,3 +116,8 @@ def lock_record(path: Path) -> dict[str, Any]:
         SUBMISSION_ZIP: {"sha256": file_sha256(path), "size": path.stat().st_size},
         "entries": {entry["path"]: {"sha256": entry["sha256"], "size": entry["size"]} for entry in listed},
     }
+
+
+def frozen_zip(runs_root: Path, freeze_id: str) -> Path:
+    """Where freeze ``freeze_id`` keeps its ZIP: ``<runs_dir>/<id>/submission.zip``."""
+    return runs_root / freeze_id / SUBMISSION_ZIP

@@ -4,7 +4,6 @@ checksums and the summary's closing statement. Used by the evidence phase, basel
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -16,6 +15,7 @@ from typing import Any, BinaryIO
 import jsonschema
 
 from harness.evidence import bundle
+from harness.hashing import sha256_of
 from harness.spec.phase_order import EVALUATE, TRAIN
 
 CHECKSUMS = bundle.SHA256SUMS
@@ -230,22 +230,10 @@ def schema_problems(run_dir: Path) -> list[str]:
     return found
 
 
-def _digest(handle: BinaryIO) -> str:
-    digest = hashlib.sha256()
-    while chunk := handle.read(1 << 20):
-        digest.update(chunk)
-    return digest.hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    with path.open("rb") as handle:
-        return _digest(handle)
-
-
 def bundle_sha256(run_dir: Path, name: str) -> str:
     """The sha256 of the bundle file ``name``, read only after ``open_file``'s checks."""
     with open_file(run_dir, name) as handle:
-        return _digest(handle)
+        return sha256_of(handle)
 
 
 def walk(run_dir: Path) -> tuple[list[str], list[str]]:

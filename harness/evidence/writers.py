@@ -1,30 +1,27 @@
-"""Writers of the training and evaluation files: render collected data, compute nothing new."""
+"""Writers of the training and evaluation files: they render the run's record and compute
+nothing (the derived metrics come from ``harness.record.metrics``)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from trainers.flops import PALM_FORMULA, mfu, peak_flops
-
-if TYPE_CHECKING:
-    from harness.phases.evaluate import EvalResult
-    from harness.record.run import MilestoneRun
-    from trainers.protocol import StepRecord, TrainRequest
-
-# Leave the first steps out of throughput: they carry one-off allocation and warm-up costs.
-THROUGHPUT_WARMUP_STEPS = 2
-
-
-def _mean_rate(steps: list[StepRecord], attr: str) -> float:
-    timed = steps[THROUGHPUT_WARMUP_STEPS:] or steps
-    seconds = sum(s.seconds for s in timed)
-    return sum(getattr(s, attr) for s in timed) / seconds if seconds else 0.0
+from harness.record.evaluation import EvalResult
+from harness.record.metrics import (
+    THROUGHPUT_WARMUP_STEPS,
+    mean_rate,
+    padding_fraction,
+    step_rate,
+    utilisation,
+)
+from harness.record.run import MilestoneRun
+from trainers.flops import PALM_FORMULA, FlopsBasis
 
 
-def training_metrics(run: MilestoneRun, request: TrainRequest) -> dict[str, Any]:
+def training_metrics(run: MilestoneRun) -> dict[str, Any]:
     """``training_metrics.json``: per-step records and their summary, from the steps seen so far."""
-    steps = run.steps
-    result = run.train_result
+    record = run.record
+    request, steps, result = record.training_request, record.steps, record.train_result
+    assert request is not None, "training metrics are written once training has started"
     metrics: dict[str, Any] = {
         "milestone": run.milestone.id,
         "run_id": run.run_id,
@@ -45,7 +42,7 @@ def training_metrics(run: MilestoneRun, request: TrainRequest) -> dict[str, Any]
                 "samples": s.samples,
                 "tokens": s.tokens,
                 "seconds": s.seconds,
-                "tokens_per_s": s.tokens / s.seconds if s.seconds else 0.0,
+                "tokens_per_s": step_rate(s),
             }
             for s in steps
         ],
@@ -55,20 +52,26 @@ def training_metrics(run: MilestoneRun, request: TrainRequest) -> dict[str, Any]
             first_loss=steps[0].loss,
             final_loss=steps[-1].loss,
             min_loss=min(s.loss for s in steps),
-            samples_per_s=_mean_rate(steps, "samples"),
-            tokens_per_s=_mean_rate(steps, "tokens"),
+            samples_per_s=mean_rate(steps, "samples"),
+            tokens_per_s=mean_rate(steps, "tokens"),
             runtime_s=result.runtime_s if result else sum(s.seconds for s in steps),
         )
-    counted = [s for s in steps if s.positions]
-    if counted:  # the share of computed token positions that were padding
-        metrics["padding_fraction"] = 1 - sum(s.tokens for s in counted) / sum(
-            s.positions or 0 for s in counted
-        )
+    padding = padding_fraction(steps)
+    if padding is not None:
+        metrics["padding_fraction"] = padding
     if result:
         metrics["model_parameters"] = result.model_parameters
     if result and result.flops:
-        basis = result.flops
-        metrics["flops_basis"] = {
+        metrics.update(utilisation_facts(result.flops, mean_rate(steps, "tokens")))
+    return metrics
+
+
+def utilisation_facts(basis: FlopsBasis, tokens_per_s: float) -> dict[str, Any]:
+    """The FLOPs basis, and MFU or why it is omitted: evidence holds no nulls, so the reason
+    stands in for the number."""
+    used = utilisation(basis, tokens_per_s)
+    facts: dict[str, Any] = {
+        "flops_basis": {
             "formula": PALM_FORMULA,
             "parameters": basis.parameters,
             "seq_len": basis.seq_len,
@@ -76,14 +79,13 @@ def training_metrics(run: MilestoneRun, request: TrainRequest) -> dict[str, Any]
             "device_name": basis.device_name,
             "devices": basis.devices,
         }
-        peak = peak_flops(basis.device_name)
-        if peak is None:  # evidence holds no nulls: the reason stands in for the number
-            metrics["mfu_omitted"] = f"no dense bf16 peak is known for {basis.device_name!r}"
-        else:
-            metrics["flops_basis"]["peak_bf16_flops_per_device"] = peak
-            per_device = metrics.get("tokens_per_s", 0.0) / basis.devices
-            metrics["mfu"] = mfu(per_device, basis.per_token, basis.device_name)
-    return metrics
+    }
+    if used.omitted is not None:
+        facts["mfu_omitted"] = used.omitted
+    else:
+        facts["flops_basis"]["peak_bf16_flops_per_device"] = used.peak_per_device
+        facts["mfu"] = used.mfu
+    return facts
 
 
 def prediction_rows(result: EvalResult) -> list[dict[str, Any]]:
@@ -102,8 +104,10 @@ def prediction_rows(result: EvalResult) -> list[dict[str, Any]]:
     ]
 
 
-def evaluation_results(run: MilestoneRun, result: EvalResult) -> dict[str, Any]:
+def evaluation_results(run: MilestoneRun) -> dict[str, Any]:
     """``evaluation_results.json``: accuracy overall and per category, format compliance, count."""
+    result = run.record.eval_result
+    assert result is not None, "evaluation results are written once evaluation has scored"
     return {
         "milestone": run.milestone.id,
         "run_id": run.run_id,
@@ -121,6 +125,7 @@ def evaluation_results(run: MilestoneRun, result: EvalResult) -> dict[str, Any]:
 
 
 def evaluation_summary(run: MilestoneRun, result: EvalResult) -> str:
+    """``evaluation_summary.md``: the scores for a reader, with the first predictions."""
     lines = [
         f"# Evaluation of {run.run_id} on {run.milestone.spec.evalset}",
         "",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from harness.evidence import bundle
 from harness.phases.rehearsal import build_twin, model_place
-from harness.probes.environment import env_snapshot, gpu_snapshot, render_env_snapshot
+from harness.probes.environment import machine_facts, nvidia_smi_report, render_facts
 from harness.probes.hardware import missing_devices, probe_devices, probe_memory, wrong_platform
 from harness.probes.lineage import model_lineage
 from harness.probes.memory import (
@@ -40,18 +40,18 @@ BACKEND_MODULES = {
 }
 
 
-def snapshot(run: MilestoneRun) -> None:
+def record_environment(run: MilestoneRun) -> None:
     """Write ``env_snapshot.txt`` (with the devices of the kind the milestone needs, as its
     backend sees them) and ``gpu_snapshot.txt``; the facts also go into the manifest."""
-    run.env = env_snapshot(run.root)
+    run.record.env = machine_facts(run.root)
     if isinstance(run.milestone, FreezeMilestone):
-        run.env["devices"] = "not looked for: a freeze trains nothing"
+        run.record.env["devices"] = "not looked for: a freeze trains nothing"
     else:
         spec = run.milestone.spec
         probe = probe_devices(spec.hardware, spec.backend)
-        run.env["devices"] = f"{probe.found} ({probe.looked_for})"
-    bundle.write_text(run.run_dir / bundle.ENV_SNAPSHOT, render_env_snapshot(run.env))
-    bundle.write_text(run.run_dir / bundle.GPU_SNAPSHOT, gpu_snapshot())
+        run.record.env["devices"] = f"{probe.found} ({probe.looked_for})"
+    bundle.write_text(run.run_dir / bundle.ENV_SNAPSHOT, render_facts(run.record.env))
+    bundle.write_text(run.run_dir / bundle.GPU_SNAPSHOT, nvidia_smi_report())
 
 
 def missing_modules(backend: str) -> list[str]:
@@ -125,7 +125,7 @@ def check_model(run: MilestoneRun) -> None:
     # The real model is on the real machine, not necessarily here.
     with contextlib.suppress(FileNotFoundError):
         check_model_source(spec.model, spec.backend)
-    run.progress(f"[{run.run_id}] preflight: {build_twin(run)}")
+    run.progress(f"preflight: {build_twin(run)}")
     place = model_place(run)
     check_model_source(place.source, spec.backend, place.hub_cache)
 
@@ -162,7 +162,7 @@ def preflight(run: MilestoneRun) -> None:
     """Snapshot, then block: absent hardware is a skip; a missing dependency or credential, bad
     data, or too little memory for the estimated peak is a failure. Either way the run ends here,
     before any training."""
-    snapshot(run)
+    record_environment(run)
     if isinstance(run.milestone, FreezeMilestone):
         return  # a freeze trains nothing: it needs no device, framework or data
     spec = run.milestone.spec
@@ -178,7 +178,7 @@ def preflight(run: MilestoneRun) -> None:
         )
     check_model(run)
     place = model_place(run)
-    run.model_lineage = model_lineage(place.source, place.hub_cache)
+    run.record.model_lineage = model_lineage(place.source, place.hub_cache)
     load_traces(run.milestone.dataset_path)
     load_evalset(run.milestone.evalset_path)
-    run.progress(f"[{run.run_id}] preflight: memory {check_memory(run)}")
+    run.progress(f"preflight: memory {check_memory(run)}")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from harness.evidence import bundle
-from harness.evidence.documents import write_documents
+from harness.evidence.summary import summary
 from harness.record.run import MilestoneRun, utc_now
 
 
 def finalize(run: MilestoneRun) -> str:
-    """Mark the run finished, render every document, and return the summary text."""
-    run.finished_at = utc_now()
-    write_documents(run)
-    return (run.run_dir / bundle.summary_name(run.milestone.id)).read_text(encoding="utf-8")
+    """Mark the run finished and return its summary (the session writes it with the other
+    documents once the phase has ended)."""
+    run.record.finished_at = utc_now()
+    return summary(run)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-from pathlib import Path
 from typing import TextIO
 
 from harness.evidence import bundle
@@ -15,8 +13,6 @@ from harness.record.run import MilestoneRun
 from harness.spec.data import load_traces
 from harness.spec.prompting import format_completion, format_prompt
 from trainers.protocol import Example, StepRecord, Trainer, TrainRequest, TrainResult
-
-DEVICES = {"cpu": "cpu", "cuda": "cuda", "tpu": "tpu"}
 
 
 def build_request(run: MilestoneRun) -> TrainRequest:
@@ -32,7 +28,7 @@ def build_request(run: MilestoneRun) -> TrainRequest:
         examples=examples,
         max_steps=milestone.spec.run.max_steps,
         epochs=milestone.spec.run.epochs,
-        device=DEVICES[milestone.spec.hardware.accelerator],
+        device=milestone.spec.hardware.accelerator,
         checkpoint_dir=run.run_dir / bundle.CHECKPOINT_DIR,
     )
 
@@ -41,21 +37,21 @@ class StepLogger:
     """Every ``every`` steps: ``training_metrics.json`` of the steps so far, rewritten atomically
     so that a killed run keeps them, a flushed ``training_log.txt`` line and a progress line."""
 
-    def __init__(self, run: MilestoneRun, log: TextIO, request: TrainRequest, every: int) -> None:
-        self.run, self.log, self.request, self.every = run, log, request, every
-        self.total = request.total_steps()
+    def __init__(self, run: MilestoneRun, log: TextIO, every: int) -> None:
+        assert run.record.training_request is not None
+        self.run, self.log, self.every = run, log, every
+        self.total = run.record.training_request.total_steps()
         # The terminal gets about ten lines per run; the log file gets every ``every`` steps.
         self.show_every = max(every, self.total // 10 // every * every)
         self.elapsed = 0.0
 
     def __call__(self, record: StepRecord) -> None:
-        self.run.steps.append(record)
+        self.run.record.steps.append(record)
         self.elapsed += record.seconds
         if record.step % self.every and record.step not in (1, self.total):
             return
         # The metrics go first: the log never names a step that training_metrics.json lacks.
-        metrics = training_metrics(self.run, self.request)
-        bundle.write_json(self.run.run_dir / bundle.TRAINING_METRICS, metrics)
+        write_training_metrics(self.run)
         eta = self.elapsed / record.step * (self.total - record.step)
         line = (
             f"step {record.step}/{self.total} loss {record.loss:.4f} lr {record.lr:.2e} "
@@ -65,38 +61,39 @@ class StepLogger:
         self.log.write(bundle.evidence_redactor().text(line) + "\n")
         self.log.flush()
         if record.step % self.show_every == 0 or record.step in (1, self.total):
-            self.run.progress(f"[{self.run.run_id}] train: {line}")
+            self.run.progress(f"train: {line}")
 
 
 def train(run: MilestoneRun, trainer: Trainer) -> TrainResult:
     """Train the milestone's model; metrics so far are written even when training stops early."""
     request = build_request(run)
-    total = request.total_steps()
-    log_path: Path = run.run_dir / bundle.TRAINING_LOG
-    with log_path.open("a", encoding="utf-8") as log:
+    run.record.training_request = request
+    with (run.run_dir / bundle.TRAINING_LOG).open("a", encoding="utf-8") as log:
         log.write(
             f"# {run.run_id}: {request.model_source} on {request.device} ({trainer.backend}), "
-            f"{len(request.examples)} examples, {total} steps\n"
+            f"{len(request.examples)} examples, {request.total_steps()} steps\n"
         )
         log.flush()
         try:
-            logger = StepLogger(run, log, request, run.milestone.training.log_every)
+            logger = StepLogger(run, log, run.milestone.training.log_every)
             result = trainer.train(request, logger)
         finally:
-            bundle.write_json(run.run_dir / bundle.TRAINING_METRICS, training_metrics(run, request))
+            write_training_metrics(run)
             write_loss_curve(run)
-    run.train_result = result
-    if run.model_lineage and run.model_lineage.get("folder") == NOT_HERE:
-        run.model_lineage = model_lineage(request.model_source, request.hub_cache)  # fetched by train
-    bundle.write_json(run.run_dir / bundle.TRAINING_METRICS, training_metrics(run, request))
+    run.record.train_result = result
+    lineage = run.record.model_lineage
+    if lineage and lineage.get("folder") == NOT_HERE:
+        # An hf: model that pre-flight left to training to fetch is on this machine now.
+        run.record.model_lineage = model_lineage(request.model_source, request.hub_cache)
+    write_training_metrics(run)
     return result
+
+
+def write_training_metrics(run: MilestoneRun) -> None:
+    bundle.write_json(run.run_dir / bundle.TRAINING_METRICS, training_metrics(run))
 
 
 def write_loss_curve(run: MilestoneRun) -> None:
     """``loss_curve.png`` of the steps so far; nothing to draw before the first step."""
-    if run.steps:
-        bundle.write_bytes(run.run_dir / bundle.LOSS_CURVE, loss_curve_png(run.steps))
-
-
-def all_finite(steps: list[StepRecord]) -> bool:
-    return all(math.isfinite(step.loss) for step in steps)
+    if run.record.steps:
+        bundle.write_bytes(run.run_dir / bundle.LOSS_CURVE, loss_curve_png(run.record.steps))

@@ -13,17 +13,18 @@ from typing import Any
 import pytest
 
 from harness.evidence import bundle
+from harness.phases.build import build
 from harness.phases.evaluate import evaluate
 from harness.phases.evidence import consolidate
-from harness.phases.freeze import build, validate
 from harness.phases.guardrails import check_after, check_before
 from harness.phases.judging import check_phase, hold_to_golden
 from harness.phases.lock import current_record, mismatch
 from harness.phases.preflight import preflight
 from harness.phases.summary import finalize
 from harness.phases.train import train
+from harness.phases.validate import validate
 from harness.record.run import MilestoneRun
-from trainers import Trainer
+from trainers.protocol import Trainer
 
 __all__ = [
     "test_preflight",
@@ -76,7 +77,7 @@ def test_evaluate(milestone_run: MilestoneRun, trainer: Trainer) -> None:
 
 @pytest.mark.phase("build")
 def test_build(milestone_run: MilestoneRun) -> None:
-    milestone_run.progress(f"[{milestone_run.run_id}] build: {build(milestone_run)}")
+    milestone_run.progress(f"build: {build(milestone_run)}")
 
 
 @pytest.mark.phase("validate")

@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.evidence import bundle
-from harness.evidence.history import read_manifest
+from harness.evidence.bundle import read_manifest
 from harness.probes.hardware import missing_devices, wrong_platform
-from harness.spec.milestones import FreezeMilestone, Milestone, MilestoneRegistry, SpecError
+from harness.spec.milestones import FreezeMilestone, Milestone
 from harness.spec.phase_order import NEEDS, phases_of
+from harness.spec.registry import MilestoneRegistry
+from harness.spec.yaml_files import SpecError
 
 
 def latest_outcome(runs_root: Path, milestone_id: str) -> str:

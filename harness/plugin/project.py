@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.spec.milestones import MILESTONES_DIR, MilestoneRegistry
+from harness.spec.milestones import MILESTONES_DIR
+from harness.spec.registry import MilestoneRegistry
 
 
 def _inside(config: pytest.Config, option: str, value: str, example: str) -> Path:

@@ -20,11 +20,15 @@ from harness.evidence.redact import secret_values
 from harness.spec.phase_order import EVALUATE, PREFLIGHT, SUMMARY, TRAIN
 
 if TYPE_CHECKING:
-    from harness.phases.evaluate import Prediction
+    from harness.record.evaluation import Prediction
     from harness.record.run import MilestoneRun
     from harness.spec.criteria import Judgement
 
 SHOWN_PREDICTIONS = 20
+# What a phase's report carries to the process that writes the HTML (the xdist controller): user
+# properties travel with the report.
+PHASE_OUTCOME = "tunix-rt phase outcome"
+ENVIRONMENT = "tunix-rt environment"
 PHASE_OUTCOME_HEADER = '<th class="col-phase-outcome">Phase outcome</th>'
 
 
@@ -45,13 +49,6 @@ class ReportPlugin:
         self.session = session
         self.report_data: Any = None
 
-    def pytest_configure(self, config: pytest.Config) -> None:
-        # A milestone session can be killed mid-training; pytest-html writes the file only at
-        # session end unless this ini value is true. pytest has no public way to set an ini
-        # value after parsing (``config.inicfg`` is deprecated), so the cached value that
-        # ``config.getini`` returns is set, before pytest-html first reads it at session start.
-        config._inicache["generate_report_on_test"] = True
-
     @pytest.hookimpl(optionalhook=True)
     def pytest_html_report_title(self, report: Any) -> None:
         # The report data object is kept to refresh its environment table after pre-flight.
@@ -65,7 +62,7 @@ class ReportPlugin:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_html_results_table_row(self, report: pytest.TestReport, cells: list[str]) -> None:
-        text = getattr(report, "phase_outcome", "")
+        text = str(dict(report.user_properties).get(PHASE_OUTCOME, ""))
         cells.append(f'<td class="col-phase-outcome">{escape(text)}</td>')
 
     # The report is made where the phase ran (an xdist worker, or this process) and shown where
@@ -83,16 +80,17 @@ class ReportPlugin:
             return report
         phase, run = found
         shown = phase_extras(phase, run, self.report_dir())
+        # pytest-html's documented way to add extras to a report.
         report.extras = [*getattr(report, "extras", []), *shown]  # type: ignore[attr-defined]
-        report.phase_outcome = outcome_line(run, phase)  # type: ignore[attr-defined]
-        if phase == PREFLIGHT and run.env:
-            report.environment = environment(run)  # type: ignore[attr-defined]
+        report.user_properties.append((PHASE_OUTCOME, outcome_line(run, phase)))
+        if phase == PREFLIGHT and run.record.env:
+            report.user_properties.append((ENVIRONMENT, environment(run)))
         return report
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        facts = getattr(report, "environment", None)
-        if facts:
+        facts = dict(report.user_properties).get(ENVIRONMENT)
+        if isinstance(facts, dict):
             self.show_environment(facts)
 
     def report_dir(self) -> Path:
@@ -105,6 +103,27 @@ class ReportPlugin:
         config.stash[metadata_key] = metadata
         if self.report_data is not None:
             self.report_data.set_data("environment", metadata)
+
+
+def place_report(config: pytest.Config, run_dir: Path) -> Path | None:
+    """Where the session's HTML report goes: where --html says, else (pytest-html loaded) a
+    self-contained ``report.html`` in ``run_dir``; None without pytest-html."""
+    option = config.option
+    if getattr(option, "htmlpath", "missing") is None:
+        option.htmlpath = str(run_dir / bundle.REPORT)
+        option.self_contained_html = True
+    path = getattr(option, "htmlpath", None)
+    if not path:
+        return None
+    if not config.getini("generate_report_on_test"):
+        config.issue_config_time_warning(
+            pytest.PytestConfigWarning(
+                "tunix-rt: set generate_report_on_test = true in the pytest ini, so that the "
+                "report is rewritten after every phase and a killed session still leaves one"
+            ),
+            stacklevel=2,
+        )
+    return Path(path).resolve()
 
 
 def report_file(config: pytest.Config) -> Path | None:
@@ -145,7 +164,7 @@ def outcome_line(run: MilestoneRun, phase: str) -> str:
 
 def environment(run: MilestoneRun) -> dict[str, str]:
     """The snapshot facts and the GPU line, HTML-escaped: pytest-html inserts values as HTML."""
-    facts = {**run.env, "gpu": gpu_line(run.run_dir / bundle.GPU_SNAPSHOT)}
+    facts = {**run.record.env, "gpu": gpu_line(run.run_dir / bundle.GPU_SNAPSHOT)}
     return {key: escape(value) for key, value in facts.items()}
 
 
@@ -178,12 +197,12 @@ def phase_extras(phase: str, run: MilestoneRun, report_dir: Path) -> list[dict[s
     if phase == EVALUATE:
         found += png_extra(run.run_dir / bundle.CATEGORY_ACCURACY, "accuracy per category")
         found += json_extra(run.run_dir / bundle.EVALUATION_RESULTS, "evaluation results")
-        if run.eval_result is not None:
+        if run.record.eval_result is not None:
             found.append(
-                extras.html(predictions_table(run.eval_result.predictions[:SHOWN_PREDICTIONS]))
+                extras.html(predictions_table(run.record.eval_result.predictions[:SHOWN_PREDICTIONS]))
             )
-    if run.judgements.get(phase):
-        found.append(extras.html(criteria_table(run.judgements[phase])))
+    if run.record.judgements.get(phase):
+        found.append(extras.html(criteria_html(run.record.judgements[phase])))
     if phase == SUMMARY:
         found.append(extras.html(bundle_links(run.run_dir, report_dir)))
     return found
@@ -224,7 +243,7 @@ def _answer(prediction: Prediction) -> str:
     return prediction.answer if prediction.answer is not None else "(no answer)"
 
 
-def criteria_table(judgements: list[Judgement]) -> str:
+def criteria_html(judgements: list[Judgement]) -> str:
     rows = "".join(
         f"<tr><td>{escape(j.metric)}</td><td>{escape(j.comparison)}</td>"
         f"<td>{_number(j.measured)}</td><td>{_number(j.threshold)}</td>"

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.evidence.baseline import Baseline, BaselineError, load_baseline
-from harness.phases.guardrails import git_top
-from harness.probes.fingerprints import GuardrailError, tree_is_clean
-from harness.spec.milestones import FreezeMilestone, Milestone, shown
+from harness.evidence.baseline import BaselineError, load_baseline
+from harness.probes.git import GitError, dirty_paths, git_top
+from harness.record.measurements import Baseline
+from harness.spec.milestones import FreezeMilestone, Milestone
+from harness.spec.yaml_files import shown
 
 
 def baseline_for(config: pytest.Config, milestone: Milestone | FreezeMilestone, root: Path) -> Baseline | None:
@@ -48,8 +49,8 @@ def refuse_golden_update(config: pytest.Config, root: Path) -> None:
     if getattr(config.option, "numprocesses", None) or hasattr(config, "workerinput"):
         raise pytest.UsageError("--update-goldens: refused under xdist (-n); run it in one process")
     try:
-        dirty = tree_is_clean(git_top(root))
-    except GuardrailError as error:
+        dirty = dirty_paths(git_top(root))
+    except GitError as error:
         raise pytest.UsageError(f"--update-goldens: {error}") from None
     if dirty:
         raise pytest.UsageError(

@@ -20,7 +20,7 @@ from urllib.request import url2pathname
 import pytest
 
 from harness.evidence import bundle
-from harness.evidence.measurements import measure
+from harness.evidence.measurements import measure_bundle
 from harness.evidence.redact import redact
 from harness.phases.rehearsal import REHEARSAL_SUFFIX
 from harness.record.failures import Cause
@@ -139,7 +139,7 @@ def _read(path: Path) -> dict[str, Any]:
 
 def run_metrics(run_dir: Path) -> list[tuple[str, float, int]]:
     """(name, value, step) from the bundle: the criteria metrics, each step, each eval category."""
-    found = [(name, value, 0) for name, value in measure(run_dir).items()]
+    found = [(name, value, 0) for name, value in measure_bundle(run_dir).items()]
     for record in _read(run_dir / bundle.TRAINING_METRICS).get("per_step", []):
         # Non-finite values are spelled "nan" or "inf" in the JSON; float() reads them back.
         found += [

@@ -1,4 +1,5 @@
-"""The pre-flight snapshot: commit, Python, OS, CPU, RAM, framework versions, and the GPU as seen by nvidia-smi."""
+"""Facts about this machine and checkout: commit, Python, OS, CPU, RAM, framework versions, and
+the GPU as nvidia-smi sees it."""
 
 from __future__ import annotations
 
@@ -8,33 +9,11 @@ import platform
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
+from harness.probes.git import git_state
+
 FRAMEWORKS = ("torch", "transformers", "jax", "jaxlib", "flax", "optax", "google-tunix", "pytest")
-
-
-@dataclass(frozen=True)
-class GitState:
-    """The commit a run was made from and whether the tree had changes."""
-
-    commit: str
-    dirty: bool
-
-
-def git_state(root: Path) -> GitState:
-    """HEAD and the dirty flag of the repository holding ``root``."""
-    try:
-        head = _run(["git", "rev-parse", "HEAD"], root)
-        status = _run(["git", "status", "--porcelain", "--untracked-files=no"], root)
-    except (OSError, subprocess.CalledProcessError):
-        return GitState(commit=f"no git commit at {root}", dirty=True)
-    return GitState(commit=head.strip(), dirty=bool(status.strip()))
-
-
-def _run(command: list[str], cwd: Path) -> str:
-    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=True, timeout=60)
-    return done.stdout
 
 
 def installed_version(distribution: str) -> str:
@@ -61,8 +40,8 @@ def memory_total() -> str:
     return f"{pages * page_size / 2**30:.1f} GiB"
 
 
-def env_snapshot(root: Path) -> dict[str, str]:
-    """Facts about this machine and checkout, as ordered key/value pairs."""
+def machine_facts(root: Path) -> dict[str, str]:
+    """Facts about this machine and checkout, as ordered key/value pairs (``env_snapshot.txt``)."""
     git = git_state(root)
     facts = {
         "commit": git.commit,
@@ -79,12 +58,13 @@ def env_snapshot(root: Path) -> dict[str, str]:
     return facts
 
 
-def render_env_snapshot(facts: dict[str, str]) -> str:
+def render_facts(facts: dict[str, str]) -> str:
+    """One aligned ``key  value`` line per fact."""
     width = max(len(key) for key in facts)
     return "".join(f"{key:<{width}}  {value}\n" for key, value in facts.items())
 
 
-def gpu_snapshot() -> str:
+def nvidia_smi_report() -> str:
     """``nvidia-smi`` output, or why there is none."""
     smi = shutil.which("nvidia-smi")
     if smi is None:

@@ -8,6 +8,7 @@ from enum import StrEnum
 import pytest
 
 from harness.record.failures import Cause
+from harness.text import first_line
 
 
 class Status(StrEnum):
@@ -30,11 +31,6 @@ class PhaseOutcome:
     @property
     def ok(self) -> bool:
         return self.status is Status.PASSED
-
-
-def first_line(text: str) -> str:
-    """The first non-empty line of ``text``, for one-line reasons."""
-    return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
 def describe(error: BaseException) -> str:

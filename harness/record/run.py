@@ -1,4 +1,5 @@
-"""One milestone run: its folder, what each phase recorded, and what the next phase may rely on."""
+"""One milestone run: the options it was opened with, the record its phases fill, and what the
+next phase may rely on."""
 
 from __future__ import annotations
 
@@ -6,69 +7,102 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from harness.record.evaluation import EvalResult
 from harness.record.failures import Cause
+from harness.record.fingerprints import Fingerprints
+from harness.record.journal import JournalEntry, Listing
+from harness.record.measurements import Baseline
 from harness.record.outcomes import PhaseOutcome, Status
+from harness.spec.criteria import Judgement
 from harness.spec.milestones import FreezeMilestone, Milestone
 from harness.spec.phase_order import NEEDS, phases_of
-
-if TYPE_CHECKING:
-    from harness.evidence.baseline import Baseline
-    from harness.evidence.journal import JournalEntry, Listing
-    from harness.phases.evaluate import EvalResult
-    from harness.phases.guardrails import Fingerprints
-    from harness.spec.criteria import Judgement
-    from trainers.protocol import StepRecord, TrainResult
+from trainers.protocol import StepRecord, TrainRequest, TrainResult
 
 
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """What the session decided for a run before its first phase; fixed for the run's life."""
+
+    progress: Callable[[str], None] = print
+    """Where progress lines go: the terminal, even while pytest captures output."""
+    allowed_outputs: tuple[Path, ...] = ()
+    """Every path the session may write besides its run folder (locks, the report, goldens)."""
+    baseline: Baseline | None = None
+    update_goldens: bool = False
+    update_snapshots: bool = False
+
+
+@dataclass
+class RunRecord:
+    """What the phases collected, in the order they collect it; renderers turn it into files."""
+
+    started_at: str = field(default_factory=utc_now)
+    updated_at: str = field(default_factory=utc_now)
+    finished_at: str | None = None
+    follows: str | None = None
+    """The run folder of this milestone that came before this one, if any."""
+    session_finished: bool = False
+    env: dict[str, str] = field(default_factory=dict)
+    """Pre-flight's facts about this machine (``env_snapshot.txt``)."""
+    model_lineage: dict[str, Any] | None = None
+    start_fingerprints: Fingerprints | None = None
+    """What guardrails-before saw, for guardrails-after to compare with."""
+    training_request: TrainRequest | None = None
+    steps: list[StepRecord] = field(default_factory=list)
+    train_result: TrainResult | None = None
+    eval_result: EvalResult | None = None
+    judgements: dict[str, list[Judgement]] = field(default_factory=dict)
+    outcomes: dict[str, PhaseOutcome] = field(default_factory=dict)
+    journal: list[JournalEntry] = field(default_factory=list)
+
+    def add_outcome(self, outcome: PhaseOutcome) -> None:
+        self.outcomes[outcome.phase] = outcome
+        self.updated_at = utc_now()
+
+
+@dataclass(frozen=True)
+class PhaseInProgress:
+    """The phase running now, and the bundle's files as it started (to tell what it wrote)."""
+
+    name: str
+    files_before: Listing
+
+
 @dataclass
 class MilestoneRun:
-    """The mutable state of one run, filled phase by phase, rendered into the bundle by writers."""
+    """A run: its milestone and folder, the session's options, and the record its phases fill."""
 
     milestone: Milestone | FreezeMilestone
     root: Path
     run_dir: Path
-    progress: Callable[[str], None] = print
-    started_at: str = field(default_factory=utc_now)
-    updated_at: str = field(default_factory=utc_now)
-    finished_at: str | None = None
-    outcomes: dict[str, PhaseOutcome] = field(default_factory=dict)
-    env: dict[str, str] = field(default_factory=dict)
-    steps: list[StepRecord] = field(default_factory=list)
-    follows: str | None = None
-    current_phase: str | None = None
-    session_finished: bool = False
-    rules_start: Fingerprints | None = None
-    allowed_outputs: list[Path] = field(default_factory=list)
-    baseline: Baseline | None = None
-    update_goldens: bool = False
-    update_snapshots: bool = False
-    judgements: dict[str, list[Judgement]] = field(default_factory=dict)
-    train_result: TrainResult | None = None
-    model_lineage: dict[str, Any] | None = None
-    eval_result: EvalResult | None = None
-    files_before_phase: Listing = field(default_factory=dict)
-    journal: list[JournalEntry] = field(default_factory=list)
+    options: RunOptions = RunOptions()
+    record: RunRecord = field(default_factory=RunRecord)
+    in_progress: PhaseInProgress | None = None
 
     @property
     def run_id(self) -> str:
         return self.run_dir.name
 
-    def record(self, outcome: PhaseOutcome) -> None:
-        self.outcomes[outcome.phase] = outcome
-        self.updated_at = utc_now()
+    @property
+    def phases(self) -> tuple[str, ...]:
+        return phases_of(self.milestone.spec.kind)
+
+    def progress(self, message: str) -> None:
+        """Tell the operator ``message``, prefixed with the run id."""
+        self.options.progress(f"[{self.run_id}] {message}")
 
     def blocker(self, phase: str) -> tuple[Cause, str] | None:
         """Why ``phase`` must not run: the phase it needs did not pass (with that phase's reason)."""
         needed = NEEDS.get(phase)
         if needed is None:
             return None
-        outcome = self.outcomes.get(needed)
+        outcome = self.record.outcomes.get(needed)
         if outcome is None:
             return Cause.BLOCKED, f"{needed} did not run"
         if outcome.ok or outcome.cause is Cause.CRITERIA_NOT_MET:
@@ -77,16 +111,15 @@ class MilestoneRun:
 
     def outcome_of(self, phase: str) -> PhaseOutcome:
         """The recorded outcome, or ``not run`` for a phase the session never reached."""
-        return self.outcomes.get(
-            phase, PhaseOutcome(phase, Status.NOT_RUN, Cause.NOT_SELECTED, "the session did not run it", 0.0)
+        return self.record.outcomes.get(
+            phase,
+            PhaseOutcome(
+                phase, Status.NOT_RUN, Cause.NOT_SELECTED, "the session did not run it", 0.0
+            ),
         )
 
     def all_outcomes(self) -> list[PhaseOutcome]:
         return [self.outcome_of(phase) for phase in self.phases]
-
-    @property
-    def phases(self) -> tuple[str, ...]:
-        return phases_of(self.milestone.spec.kind)
 
     @property
     def verdict(self) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -10,6 +9,9 @@ from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import ErrorDetails
+
+from harness import hashing
+from harness.text import printable
 
 TRACES_FILE = "traces.jsonl"
 DATASETS_DIR = Path("datasets")
@@ -110,9 +112,9 @@ def dataset_folder(root: Path, name: str) -> Path:
     ``datasets/<name>`` of the project at ``root``; it must hold ``traces.jsonl``."""
     folder = _resolved(Path(name) if Path(name).is_absolute() else root / DATASETS_DIR / name)
     if not probe(folder.is_dir):
-        raise DataError(_one_line(f"no dataset folder {folder}"))
+        raise DataError(printable(f"no dataset folder {folder}"))
     if not probe((folder / TRACES_FILE).is_file):
-        raise DataError(_one_line(f"no {TRACES_FILE} in the dataset folder {folder}"))
+        raise DataError(printable(f"no {TRACES_FILE} in the dataset folder {folder}"))
     return folder
 
 
@@ -122,7 +124,7 @@ def evalset_file(root: Path, name: str) -> Path:
     written = Path(name)
     path = _resolved(written if written.is_absolute() else root / EVALSETS_DIR / f"{name}.jsonl")
     if not probe(path.is_file):
-        raise DataError(_one_line(f"no evalset file {path}"))
+        raise DataError(printable(f"no evalset file {path}"))
     return path
 
 
@@ -140,7 +142,7 @@ def _resolved(path: Path) -> Path:
     try:
         return path.resolve()
     except (OSError, RuntimeError, ValueError) as err:  # a symlink loop, a NUL byte
-        raise DataError(_one_line(f"{path}: cannot be resolved ({err})")) from None
+        raise DataError(printable(f"{path}: cannot be resolved ({err})")) from None
 
 
 def input_place(root: Path, path: Path, as_written: str) -> dict[str, str]:
@@ -165,29 +167,25 @@ def count_records(path: Path) -> int:
 def file_sha256(path: Path) -> str:
     """Hex sha256 of a file's bytes."""
     if not path.is_file():
-        raise DataError(_one_line(f"{path}: no such file"))
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        raise DataError(printable(f"{path}: no such file"))
+    return hashing.file_sha256(path)
 
 
 def _read_records(path: Path) -> list[tuple[int, object]]:
     """Parse every line of a JSON Lines file into (line number, value)."""
     if not path.is_file():
-        raise DataError(_one_line(f"{path}: no such file"))
+        raise DataError(printable(f"{path}: no such file"))
     try:
         raw = path.read_bytes()
     except OSError as err:
-        raise DataError(_one_line(f"{path}: cannot read ({err.strerror})")) from err
+        raise DataError(printable(f"{path}: cannot read ({err.strerror})")) from err
     # Split on b"\n" only: str.splitlines would also break on characters
     # such as U+2028 that may legitimately sit inside a JSON string.
     lines = raw.split(b"\n")
     if lines[-1] == b"":
         lines.pop()
     if not lines:
-        raise DataError(_one_line(f"{path}: no records"))
+        raise DataError(printable(f"{path}: no records"))
     return [(lineno, _parse_line(path, lineno, line)) for lineno, line in enumerate(lines, start=1)]
 
 
@@ -268,9 +266,5 @@ def _json_type(value: object) -> str:
 
 def _error(path: Path, lineno: int, what: str) -> DataError:
     """A DataError located at a file line."""
-    return DataError(_one_line(f"{path}:{lineno}: {what}"))
+    return DataError(printable(f"{path}:{lineno}: {what}"))
 
-
-def _one_line(text: str) -> str:
-    """Escape characters that would break a message over several lines."""
-    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)

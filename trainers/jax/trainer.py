@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +18,12 @@ from tunix.sft import utils as sft_utils
 from trainers.char_tokenizer import build_char_tokenizer
 from trainers.config import BF16_PURE_IS_TORCH_ONLY, TrainingConfig
 from trainers.encoding import IGNORE_INDEX, batches, encode_example
-from trainers.guards import LossGuard, TrainingStopped
+from trainers.guards import LossGuard
 from trainers.jax import model as jax_model
 from trainers.jax import sampling as jax_sampling
+from trainers.loop import StepOutcome, TrainingLoop
 from trainers.models import ModelSource, pretrained_folder
-from trainers.protocol import StepHook, StepRecord, TrainRequest, TrainResult
+from trainers.protocol import StepHook, TrainRequest, TrainResult
 
 # bf16 as torch's autocast has it: bfloat16 matmul inputs, float32 weights and optimizer state.
 MATMUL_PRECISION = {"fp32": "float32", "bf16": "bfloat16"}
@@ -96,6 +97,38 @@ def check_batch(config: TrainingConfig, mesh: jax.sharding.Mesh) -> None:
         )
 
 
+@dataclass(frozen=True)
+class JaxStep:
+    """One call of Tunix's jitted train step on a batch padded to the compiled shape."""
+
+    train_step: Callable[[dict[str, jax.Array]], tuple[jax.Array, Any, jax.Array]]
+    rows: Sequence[tuple[list[int], list[int]]]
+    config: TrainingConfig
+    pad_id: int
+    schedule: optax.Schedule
+
+    def __call__(
+        self, step: int, indices: Sequence[int], loss_known: Callable[[float], None]
+    ) -> StepOutcome:
+        config = self.config
+        batch = collate(
+            [self.rows[i] for i in indices], config.batch_size, config.max_seq_len, self.pad_id
+        )
+        loss, _, grad_norm = self.train_step(
+            sharding_utils.shard_input(batch, jax_model.BATCH_AXES)
+        )
+        value = float(loss)
+        # Tunix has already applied this step: a stop here keeps the weights after it.
+        loss_known(value)
+        return StepOutcome(
+            loss=value,
+            lr=float(self.schedule(step - 1)),
+            grad_norm=float(grad_norm),
+            samples=len(indices),
+            tokens=int(batch["padding_mask"].sum()),
+        )
+
+
 class JaxTrainer:
     """Full or LoRA fine-tuning of a Tunix Gemma, sharded over a (data, fsdp) device mesh."""
 
@@ -128,52 +161,23 @@ class JaxTrainer:
         card = jax_model.model_card(
             request.model_source, model.config, config.seed, config.lora, config.mesh, pretrained
         )
-        guard = LossGuard(config.divergence.factor, config.divergence.patience)
-        records: list[StepRecord] = []
-        started = time.perf_counter()
+        loop = TrainingLoop(total)
+        loop.add_loss_hook(LossGuard(config.divergence.factor, config.divergence.patience).check)
+        loop.add_hook(on_step)
+        loop.add_save_hook(
+            lambda step: self._save(request, model, trainer.optimizer, step, card, tokenizer)
+        )
         # Tunix reads the mesh from the legacy `with mesh:` context when it shards inputs and state.
         with mesh, jax.default_matmul_precision(MATMUL_PRECISION[config.precision]):
             train_step, _ = trainer.jit_train_and_eval_step(cache_nnx_graph=True)
-            for step, indices in enumerate(
-                batches(len(rows), config.batch_size, config.seed), start=1
-            ):
-                if step > total:
-                    break
-                tick = time.perf_counter()
-                batch = collate(
-                    [rows[i] for i in indices],
-                    config.batch_size,
-                    config.max_seq_len,
-                    tokenizer.pad_token_id,
-                )
-                loss, _, grad_norm = train_step(
-                    sharding_utils.shard_input(batch, jax_model.BATCH_AXES)
-                )
-                value = float(loss)
-                try:
-                    guard.check(step, value)
-                except TrainingStopped:
-                    self._save(request, model, trainer.optimizer, step, card, tokenizer)
-                    raise
-                record = StepRecord(
-                    step=step,
-                    loss=value,
-                    lr=float(schedule(step - 1)),
-                    grad_norm=float(grad_norm),
-                    samples=len(indices),
-                    tokens=int(batch["padding_mask"].sum()),
-                    seconds=time.perf_counter() - tick,
-                )
-                records.append(record)
-                on_step(record)
-        runtime = time.perf_counter() - started
-        self._save(request, model, trainer.optimizer, len(records), card, tokenizer)
+            step = JaxStep(train_step, rows, config, tokenizer.pad_token_id, schedule)
+            done = loop.run(batches(len(rows), config.batch_size, config.seed), step)
         return TrainResult(
             backend=self.backend,
             device=request.device,
             model_parameters=jax_model.parameter_count(model),
-            steps=tuple(records),
-            runtime_s=runtime,
+            steps=done.steps,
+            runtime_s=done.runtime_s,
             checkpoint_dir=request.checkpoint_dir,
         )
 

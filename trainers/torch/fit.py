@@ -1,11 +1,13 @@
-"""The PyTorch training loop: a transformers causal LM, completion-only loss, AdamW, deterministic;
-one replica per process (``Replica`` on one device, torch_parallel's under DDP or FSDP)."""
+"""torch training: a causal LM, completion-only loss, AdamW, deterministic; one replica a process.
+
+The shared loop (trainers/loop.py) runs ``TorchStep``; ``Replica`` is one device, parallel's
+subclasses are DDP or FSDP workers.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -16,18 +18,20 @@ from transformers import (
     get_cosine_with_min_lr_schedule_with_warmup,
 )
 
+from trainers.config import TrainingConfig
 from trainers.encoding import encode_example
 from trainers.flops import FlopsBasis, flops_per_token
-from trainers.guards import LossGuard, TrainingStopped
+from trainers.guards import LossGuard
+from trainers.loop import StepOutcome, TrainingLoop
 from trainers.models import build_model_and_tokenizer
-from trainers.protocol import StepHook, StepRecord, TrainRequest, TrainResult
+from trainers.protocol import StepHook, TrainRequest, TrainResult
 from trainers.torch.batching import BatchPlan, Row
 
 BACKEND = "torch"
 
 
-def _scheduler(optimizer: torch.optim.Optimizer, request: TrainRequest, total: int) -> Any:
-    schedule = request.config.schedule
+def _scheduler(optimizer: torch.optim.Optimizer, config: TrainingConfig, total: int) -> Any:
+    schedule = config.schedule
     if schedule.decay == "constant":
         return get_constant_schedule_with_warmup(optimizer, schedule.warmup_steps)
     return get_cosine_with_min_lr_schedule_with_warmup(
@@ -102,37 +106,74 @@ def fit(request: TrainRequest, on_step: StepHook, replica: Replica) -> TrainResu
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     parameters = sum(p.numel() for p in model.parameters())
     wrapped = replica.wrap(model)
-    forward = torch.compile(wrapped) if config.compile else wrapped
     rows = [encode_example(tokenizer, ex, config.max_seq_len) for ex in request.examples]
     plan = BatchPlan(rows, config, tokenizer.pad_token_id)
-    opt = config.optimizer
-    optimizer = torch.optim.AdamW(
-        wrapped.parameters(),
-        lr=opt.lr,
-        betas=opt.betas,
-        eps=opt.eps,
-        weight_decay=opt.weight_decay,
-        fused=device.type == "cuda",  # one kernel for all parameters; the CPU keeps the default
-    )
     total = request.total_steps()
-    scheduler = _scheduler(optimizer, request, total)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
-    guard = LossGuard(config.divergence.factor, config.divergence.patience)
-    records: list[StepRecord] = []
-    started = time.perf_counter()
-    for step, indices in enumerate(plan.steps(), start=1):
-        if step > total:
-            break
-        tick = time.perf_counter()
-        shards = plan.shards(indices)
+    step = TorchStep(replica, plan, wrapped, config, device, total)
+    loop = TrainingLoop(total)
+    loop.add_loss_hook(LossGuard(config.divergence.factor, config.divergence.patience).check)
+    loop.add_hook(on_step)
+    # A transformers checkpoint holds no step number: the step the run ended at is not needed.
+    loop.add_save_hook(lambda _: replica.save(model, wrapped, tokenizer, request.checkpoint_dir))
+    done = loop.run(plan.steps(), step)
+    return TrainResult(
+        backend=BACKEND,
+        device=str(torch.device(request.device)),
+        model_parameters=parameters,
+        steps=done.steps,
+        runtime_s=done.runtime_s,
+        checkpoint_dir=request.checkpoint_dir,
+        flops=flops_basis(model, rows, parameters, device, replica.world),
+    )
+
+
+class TorchStep:
+    """One optimizer step of this replica's micro-batches: forward and backward over each, the
+    step's loss to the loop's hooks, then clipping, AdamW and the schedule."""
+
+    def __init__(
+        self,
+        replica: Replica,
+        plan: BatchPlan,
+        wrapped: torch.nn.Module,
+        config: TrainingConfig,
+        device: torch.device,
+        total: int,
+    ) -> None:
+        self.replica, self.plan, self.wrapped, self.device = replica, plan, wrapped, device
+        self.forward = torch.compile(wrapped) if config.compile else wrapped
+        self.micro_batches, self.grad_clip = config.grad_accum_steps, config.grad_clip
+        opt = config.optimizer
+        self.optimizer = torch.optim.AdamW(
+            wrapped.parameters(),
+            lr=opt.lr,
+            betas=opt.betas,
+            eps=opt.eps,
+            weight_decay=opt.weight_decay,
+            fused=device.type == "cuda",  # one kernel for all parameters; the CPU keeps the default
+        )
+        self.scheduler = _scheduler(self.optimizer, config, total)
+        self.autocast = torch.autocast(
+            device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"
+        )
+        # The last micro-batch's output (its logits) lives until the next forward returns, also
+        # across steps: the peak that the memory estimate in docs/memory.md models.
+        self.output: Any = None
+
+    def __call__(
+        self, step: int, indices: Sequence[int], loss_known: Callable[[float], None]
+    ) -> StepOutcome:
+        replica, device = self.replica, self.device
+        shards = self.plan.shards(indices)
         step_loss_tokens = sum(s.loss_tokens for s in shards)
-        mine = shards[replica.rank * config.grad_accum_steps :][: config.grad_accum_steps]
+        mine = shards[replica.rank * self.micro_batches :][: self.micro_batches]
         loss = torch.zeros((), device=device)
         for micro, shard in enumerate(mine):
-            inputs = {k: v.to(device) for k, v in plan.tensors(shard).items()}
-            with replica.syncing(wrapped, sync=micro == len(mine) - 1):
-                with autocast:
-                    output = forward(**inputs, use_cache=False)
+            inputs = {k: v.to(device) for k, v in self.plan.tensors(shard).items()}
+            with replica.syncing(self.wrapped, sync=micro == len(mine) - 1):
+                with self.autocast:
+                    self.output = self.forward(**inputs, use_cache=False)
+                output = self.output
                 # Micro-batch mean losses, weighted by their share of the step's loss tokens, sum to
                 # the mean over the whole step; an empty one still runs, contributing exact zeros.
                 part = (
@@ -143,37 +184,18 @@ def fit(request: TrainRequest, on_step: StepHook, replica: Replica) -> TrainResu
                 (part * replica.world).backward()  # DDP and FSDP average gradients over processes
             loss += part.detach()
         step_loss = replica.sum(loss).item()
-        try:
-            guard.check(step, step_loss)
-        except TrainingStopped:
-            # No optimizer step has used this loss: the checkpoint holds the weights before it.
-            replica.save(model, wrapped, tokenizer, request.checkpoint_dir)
-            raise
-        grad_norm = replica.clip(wrapped, config.grad_clip)
-        lr = scheduler.get_last_lr()[0]
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        record = StepRecord(
-            step=step,
+        # Before the optimizer uses this loss: a stop here keeps the weights from before the step.
+        loss_known(step_loss)
+        grad_norm = replica.clip(self.wrapped, self.grad_clip)
+        lr = self.scheduler.get_last_lr()[0]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return StepOutcome(
             loss=step_loss,
             lr=lr,
             grad_norm=grad_norm,
             samples=len(indices),
             tokens=sum(s.tokens for s in shards),
-            seconds=time.perf_counter() - tick,
             positions=sum(s.positions for s in shards),
         )
-        records.append(record)
-        on_step(record)
-    runtime = time.perf_counter() - started
-    replica.save(model, wrapped, tokenizer, request.checkpoint_dir)
-    return TrainResult(
-        backend=BACKEND,
-        device=str(torch.device(request.device)),
-        model_parameters=parameters,
-        steps=tuple(records),
-        runtime_s=runtime,
-        checkpoint_dir=request.checkpoint_dir,
-        flops=flops_basis(model, rows, parameters, device, replica.world),
-    )

@@ -1,9 +1,9 @@
-"""The freeze milestone's phases: build the submission ZIP from a verified bundle, validate it."""
+"""The build phase of a freeze milestone: the submission ZIP built from a verified bundle, then
+compared with the frozen one (or, with --snapshot-update, left as the candidate to freeze)."""
 
 from __future__ import annotations
 
 import json
-import shutil
 import zipfile
 from pathlib import Path
 
@@ -12,11 +12,11 @@ from harness.evidence.submission_zip import (
     ZIP_MANIFEST,
     ZipInput,
     build_zip,
-    validate_zip,
+    frozen_zip,
     zip_manifest,
 )
-from harness.evidence.verify import file_sha256, verify_bundle
-from harness.phases.lock import frozen_zip
+from harness.evidence.verify import verify_bundle
+from harness.hashing import file_sha256
 from harness.record.failures import Cause, PhaseBlocked
 from harness.record.run import MilestoneRun
 from harness.spec.milestones import FreezeSpec
@@ -45,9 +45,9 @@ def build(run: MilestoneRun) -> str:
         )
     problems = verify_bundle(source)
     assert not problems, f"the source bundle {spec.source} does not verify: {'; '.join(problems)}"
-    frozen = frozen_zip(run, spec.id)
+    frozen = frozen_zip(run.run_dir.parent, spec.id)
     inputs = zip_inputs(run, spec)
-    if run.update_snapshots:
+    if run.options.update_snapshots:
         # Only a candidate here: validate installs it as the frozen ZIP once it passes.
         candidate = build_zip(inputs, run.run_dir / SUBMISSION_ZIP)
         return f"built {SUBMISSION_ZIP} to freeze (sha256 {file_sha256(candidate)})"
@@ -75,27 +75,3 @@ def changed_inputs(inputs: list[ZipInput], frozen: Path) -> list[str]:
         return []  # an unreadable frozen ZIP is for validate and lock to report
     current = {entry["path"]: entry["sha256"] for entry in zip_manifest(inputs)["files"]}
     return sorted(name for name in current.keys() | recorded.keys() if current.get(name) != recorded.get(name))
-
-
-def validate(run: MilestoneRun) -> list[str]:
-    """Problems with the frozen ZIP: it opens, matches its manifest, has no secrets or unsafe
-    paths, fits its budget.
-
-    With --snapshot-update the candidate that build wrote is validated instead, and only a valid
-    one replaces the frozen ZIP; lock (which needs validate) then records it.
-    """
-    spec = run.milestone.spec
-    assert isinstance(spec, FreezeSpec)
-    frozen = frozen_zip(run, spec.id)
-    if not run.update_snapshots:
-        return validate_zip(frozen, spec.size_budget_mb)
-    candidate = run.run_dir / SUBMISSION_ZIP
-    if not candidate.is_file():
-        return [f"build wrote no {SUBMISSION_ZIP} in {run.run_id}: nothing to freeze"]
-    problems = validate_zip(candidate, spec.size_budget_mb)
-    if not problems:
-        frozen.parent.mkdir(parents=True, exist_ok=True)
-        temporary = frozen.with_name(f".{frozen.name}.tmp")
-        shutil.copyfile(candidate, temporary)
-        temporary.replace(frozen)
-    return problems
