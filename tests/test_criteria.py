@@ -169,8 +169,13 @@ def test_registry_holds_exactly_the_documented_metrics() -> None:
         "eval.accuracy",
         "eval.format_compliance",
         "eval.count",
+        "eval.accuracy_low",
+        "eval.accuracy_high",
+        "eval.format_compliance_low",
+        "eval.format_compliance_high",
         "preflight.dataset_records",
         "preflight.evalset_records",
+        "preflight.contaminated_items",
     }
     assert all(name == metric.name for name, metric in METRICS.items())
     assert {name for name, metric in METRICS.items() if metric.hardware_bound} == {

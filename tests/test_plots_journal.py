@@ -63,7 +63,7 @@ def test_the_loss_curve_is_a_png_even_with_non_finite_losses() -> None:
 
 def test_the_category_chart_is_a_png() -> None:
     png = category_accuracy_png(
-        {"percentages": CategoryScore(20, 0.25, 0.9), "edge cases": CategoryScore(5, 1.0, 1.0)}
+        {"percentages": CategoryScore(20, 5, 18), "edge cases": CategoryScore(5, 5, 5)}
     )
     assert png.startswith(PNG_MAGIC) and len(png) > 1000
 

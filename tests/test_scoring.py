@@ -46,10 +46,10 @@ def test_completion_format() -> None:
         (R + "<answer>Tenalp</answer>", "tenalp", Score("Tenalp", True, True)),
         (R + "<answer>25 %</answer>", "25%", Score("25 %", True, True)),
         (R + "<answer>25</answer>", "25%", Score("25", True, False)),
-        ("5", "5", Score(None, False, False)),
-        (R + "5", "5", Score(None, False, False)),
+        ("5", "5", Score("5", False, True, "last number")),
+        (R + "5", "5", Score("5", False, True, "last number")),
         ("<answer>5</answer>", "5", Score("5", False, True)),
-        (R + "<answer>5", "5", Score(None, False, False)),
+        (R + "<answer>5", "5", Score("5", False, True, "last number")),
         (R + "<answer>5</answer> so 5", "5", Score("5", False, True)),
         (R + "<answer>5</answer><answer>6</answer>", "5", Score("5", False, True)),
         (R + "<answer>   </answer>", "5", Score("   ", False, False)),
@@ -62,7 +62,8 @@ def test_completion_format() -> None:
         ("<answer>5</answer><reasoning>r</reasoning>", "5", Score("5", False, True)),
         (R + "x<answer>5</answer>", "5", Score("5", False, True)),
         ("</answer><answer>5<answer>6</answer>", "5", Score("5<answer>6", False, False)),
-        ("", "5", Score(None, False, False)),
+        ("", "5", Score(None, False, False, "none")),
+        (R, "5", Score(None, False, False, "none")),
     ],
 )
 def test_score_cases(completion: str, expected: str, result: Score) -> None:
@@ -111,6 +112,26 @@ def test_normalize_distinct(left: str, right: str) -> None:
 )
 def test_format_compliance(completion: str, compliant: bool) -> None:
     assert is_format_compliant(completion) is compliant
+
+
+@pytest.mark.parametrize(
+    ("completion", "expected", "result"),
+    [
+        # Foreign models write free text: the answer is found without the tags.
+        ("The answer is 42.", "42", Score("42", False, True, "marker")),
+        ("Step 1: 6 * 7 = 42\nFinal answer: 42", "42", Score("42", False, True, "marker")),
+        ("6 * 7 = 42\n#### 1,200", "1200", Score("1,200", False, True, "marker")),
+        ("First 3, then 7, so 10", "10", Score("10", False, True, "last number")),
+        ("The discount leaves 25 %", "25%", Score("25 %", False, True, "last number")),
+        ("olleh", "olleh", Score("olleh", False, True, "whole text")),
+        ("it is olleh", "olleh", Score("it is olleh", False, False, "whole text")),
+        ("no answer here\nat all", "5", Score(None, False, False, "none")),
+        # A tagged answer, even a wrong one, is the answer: free text does not override it.
+        ("<answer>6</answer> the answer is 5", "5", Score("6", False, False, "tag")),
+    ],
+)
+def test_free_text_answers(completion: str, expected: str, result: Score) -> None:
+    assert score(completion, expected) == result
 
 
 def test_extract_answer_takes_the_first_block() -> None:

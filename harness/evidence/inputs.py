@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from harness.record.contamination import METHOD, NGRAM
 from harness.record.run import MilestoneRun
 from harness.spec.data import TRACES_FILE, DataError, count_records, file_sha256, input_place
 from harness.spec.milestones import FreezeMilestone
@@ -22,6 +23,24 @@ def data_facts(root: Path, path: Path, as_written: str, *, records: bool = True)
     except (OSError, DataError) as error:
         facts["unreadable"] = first_line(str(error))
     return facts
+
+
+def contamination_facts(run: MilestoneRun) -> dict[str, Any]:
+    """The eval items pre-flight found in the training data, by each check, with the method."""
+    found = run.record.contamination
+    if found is None:
+        return {}
+    return {
+        "contamination": {
+            "method": METHOD,
+            "items": len(found.items),
+            # Evidence holds no empty lists: "none found" says that a check found nothing.
+            "item_ids": list(found.items) or ["none found"],
+            "exact_prompt": list(found.exact) or ["none found"],
+            "normalised_prompt": list(found.normalised) or ["none found"],
+            f"shared_{NGRAM}_gram": list(found.ngram) or ["none found"],
+        }
+    }
 
 
 def input_facts(run: MilestoneRun) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.evidence import bundle
-from harness.evidence.inputs import input_facts
+from harness.evidence.inputs import contamination_facts, input_facts
 from harness.evidence.verify import Unreadable, read_object
 from harness.evidence.writers import evaluation_results, training_metrics
 from harness.record.measurements import measure
@@ -36,4 +36,4 @@ def measured(run: MilestoneRun) -> dict[str, float]:
     documents, measured the same way, as a later reader of the bundle would."""
     metrics = training_metrics(run) if run.record.training_request else {}
     results = evaluation_results(run) if run.record.eval_result else {}
-    return measure(input_facts(run), metrics, results)
+    return measure(input_facts(run) | contamination_facts(run), metrics, results)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.record.evaluation import EvalResult
+from harness.record.evaluation import CategoryScore, EvalResult
 from harness.record.metrics import (
     THROUGHPUT_WARMUP_STEPS,
     mean_rate,
@@ -14,6 +14,7 @@ from harness.record.metrics import (
     utilisation,
 )
 from harness.record.run import MilestoneRun
+from harness.record.statistics import INTERVAL_METHOD, Interval
 from trainers.flops import PALM_FORMULA, FlopsBasis
 
 
@@ -97,6 +98,7 @@ def prediction_rows(result: EvalResult) -> list[dict[str, Any]]:
             "expected": p.expected,
             "completion": p.completion,
             "answer": p.answer if p.answer is not None else "",
+            "answer_from": p.answer_from,
             "format_ok": p.format_ok,
             "correct": p.correct,
         }
@@ -104,41 +106,62 @@ def prediction_rows(result: EvalResult) -> list[dict[str, Any]]:
     ]
 
 
+def interval(value: Interval) -> dict[str, float]:
+    return {"low": value.low, "high": value.high}
+
+
+def scores(scored: CategoryScore) -> dict[str, Any]:
+    """Count, accuracy and format compliance, each rate with its 95% interval."""
+    return {
+        "count": scored.count,
+        "accuracy": scored.accuracy,
+        "accuracy_interval": interval(scored.accuracy_interval),
+        "format_compliance": scored.format_compliance,
+        "format_compliance_interval": interval(scored.format_interval),
+    }
+
+
 def evaluation_results(run: MilestoneRun) -> dict[str, Any]:
-    """``evaluation_results.json``: accuracy overall and per category, format compliance, count."""
+    """``evaluation_results.json``: accuracy and format compliance with their intervals, overall
+    and per category."""
     result = run.record.eval_result
     assert result is not None, "evaluation results are written once evaluation has scored"
     return {
         "milestone": run.milestone.id,
         "run_id": run.run_id,
         "evalset": run.milestone.spec.evalset,
-        "count": result.count,
-        "accuracy": result.accuracy,
-        "format_compliance": result.format_compliance,
-        "per_category": {
-            name: {"count": c.count, "accuracy": c.accuracy, "format_compliance": c.format_compliance}
-            for name, c in result.per_category.items()
-        },
+        **scores(result.overall),
+        "interval_method": INTERVAL_METHOD,
+        "per_category": {name: scores(c) for name, c in result.per_category.items()},
         "runtime_s": result.runtime_s,
         "items_per_s": result.count / result.runtime_s if result.runtime_s else 0.0,
     }
 
 
+def rate_with_interval(rate: float, bounds: Interval) -> str:
+    """``12.0% [7.0%, 19.8%]``."""
+    return f"{rate:.1%} [{bounds.low:.1%}, {bounds.high:.1%}]"
+
+
 def evaluation_summary(run: MilestoneRun, result: EvalResult) -> str:
     """``evaluation_summary.md``: the scores for a reader, with the first predictions."""
+    overall = result.overall
     lines = [
         f"# Evaluation of {run.run_id} on {run.milestone.spec.evalset}",
         "",
         f"- items scored: {result.count}",
-        f"- accuracy: {result.accuracy:.1%}",
-        f"- answer-format compliance: {result.format_compliance:.1%}",
+        f"- accuracy: {rate_with_interval(overall.accuracy, overall.accuracy_interval)}",
+        "- answer-format compliance: "
+        f"{rate_with_interval(overall.format_compliance, overall.format_interval)}",
+        f"- intervals: {INTERVAL_METHOD}",
         f"- generation time: {result.runtime_s:.1f} s (greedy, batched, KV cache)",
         "",
         "| category | items | accuracy | format compliance |",
         "| --- | ---: | ---: | ---: |",
     ]
     lines += [
-        f"| {name} | {c.count} | {c.accuracy:.1%} | {c.format_compliance:.1%} |"
+        f"| {name} | {c.count} | {rate_with_interval(c.accuracy, c.accuracy_interval)} | "
+        f"{rate_with_interval(c.format_compliance, c.format_interval)} |"
         for name, c in result.per_category.items()
     ]
     lines += ["", "## First predictions", "", "| id | expected | answer | correct |", "| --- | --- | --- | --- |"]

@@ -19,6 +19,7 @@ from harness.probes.memory import (
     model_config,
     refusal,
 )
+from harness.record.contamination import find_contamination
 from harness.record.failures import Cause, InsufficientMemory, MissingCredential, PhaseBlocked
 from harness.record.run import MilestoneRun
 from harness.spec.data import load_evalset, load_traces
@@ -179,6 +180,9 @@ def preflight(run: MilestoneRun) -> None:
     check_model(run)
     place = model_place(run)
     run.record.model_lineage = model_lineage(place.source, place.hub_cache)
-    load_traces(run.milestone.dataset_path)
-    load_evalset(run.milestone.evalset_path)
+    traces = load_traces(run.milestone.dataset_path)
+    items = load_evalset(run.milestone.evalset_path)
+    run.record.contamination = find_contamination(
+        [trace.prompt for trace in traces], {item.id: item.prompt for item in items}
+    )
     run.progress(f"preflight: memory {check_memory(run)}")

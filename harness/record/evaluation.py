@@ -1,4 +1,5 @@
-"""Evaluation records: each scored item, accuracy and format compliance overall and per category."""
+"""Evaluation records: each scored item, and accuracy and format compliance with their 95%
+intervals, overall and per category."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from harness.record.scoring import score
+from harness.record.statistics import Interval, wilson
 from harness.spec.data import EvalItem
 
 
@@ -22,22 +24,51 @@ class Prediction:
     answer: str | None
     format_ok: bool
     correct: bool
+    answer_from: str = "tag"
+    """Where the answer was found: ``tag``, ``marker``, ``last number``, ``whole text``, ``none``."""
 
 
 @dataclass(frozen=True)
 class CategoryScore:
+    """How many items were scored, answered correctly and answered in the tagged format."""
+
     count: int
-    accuracy: float
-    format_compliance: float
+    correct: int
+    format_ok: int
+
+    @classmethod
+    def of(cls, predictions: Iterable[Prediction]) -> CategoryScore:
+        scored = list(predictions)
+        return cls(len(scored), sum(p.correct for p in scored), sum(p.format_ok for p in scored))
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.count if self.count else 0.0
+
+    @property
+    def format_compliance(self) -> float:
+        return self.format_ok / self.count if self.count else 0.0
+
+    @property
+    def accuracy_interval(self) -> Interval:
+        return wilson(self.correct, self.count)
+
+    @property
+    def format_interval(self) -> Interval:
+        return wilson(self.format_ok, self.count)
 
 
 @dataclass(frozen=True)
 class EvalResult:
-    """Accuracy overall and per category, and answer-format compliance."""
+    """Every scored item, with the scores overall and per category."""
 
     predictions: tuple[Prediction, ...]
     per_category: dict[str, CategoryScore]
     runtime_s: float
+
+    @property
+    def overall(self) -> CategoryScore:
+        return CategoryScore.of(self.predictions)
 
     @property
     def count(self) -> int:
@@ -45,19 +76,20 @@ class EvalResult:
 
     @property
     def accuracy(self) -> float:
-        return _rate(p.correct for p in self.predictions)
+        return self.overall.accuracy
 
     @property
     def format_compliance(self) -> float:
-        return _rate(p.format_ok for p in self.predictions)
+        return self.overall.format_compliance
+
+    def correctness(self) -> dict[str, bool]:
+        """Each item's id and whether it was answered correctly, for paired comparisons."""
+        return {p.id: p.correct for p in self.predictions}
 
 
-def _rate(flags: Iterable[bool]) -> float:
-    values = list(flags)
-    return sum(values) / len(values) if values else 0.0
-
-
-def score_items(items: Sequence[EvalItem], completions: Sequence[str], runtime_s: float) -> EvalResult:
+def score_items(
+    items: Sequence[EvalItem], completions: Sequence[str], runtime_s: float
+) -> EvalResult:
     """Score each completion against its item; per-category figures included."""
     if len(items) != len(completions):
         raise ValueError(f"{len(completions)} completions for {len(items)} items")
@@ -74,17 +106,13 @@ def score_items(items: Sequence[EvalItem], completions: Sequence[str], runtime_s
                 answer=verdict.answer,
                 format_ok=verdict.format_ok,
                 correct=verdict.correct,
+                answer_from=verdict.answer_from,
             )
         )
     by_category: dict[str, list[Prediction]] = defaultdict(list)
     for prediction in predictions:
         by_category[prediction.category].append(prediction)
     per_category = {
-        name: CategoryScore(
-            count=len(group),
-            accuracy=_rate(p.correct for p in group),
-            format_compliance=_rate(p.format_ok for p in group),
-        )
-        for name, group in sorted(by_category.items())
+        name: CategoryScore.of(group) for name, group in sorted(by_category.items())
     }
     return EvalResult(tuple(predictions), per_category, runtime_s)

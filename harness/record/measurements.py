@@ -46,6 +46,10 @@ def measure(
         records = data.get("records") if isinstance(data, dict) else None
         if _finite(records):
             found[f"preflight.{kind}_records"] = float(records)
+    contamination = manifest.get("contamination")
+    flagged = contamination.get("items") if isinstance(contamination, dict) else None
+    if _finite(flagged):
+        found["preflight.contaminated_items"] = float(flagged)
     losses = _losses(training_metrics.get("per_step"))
     if losses:
         finite = [loss for loss in losses if _finite(loss)]
@@ -63,6 +67,12 @@ def measure(
     for key in ("accuracy", "format_compliance", "count"):
         if _finite(evaluation_results.get(key)):
             found[f"eval.{key}"] = float(evaluation_results[key])
+    for key in ("accuracy", "format_compliance"):
+        bounds = evaluation_results.get(f"{key}_interval")
+        for end in ("low", "high"):
+            value = bounds.get(end) if isinstance(bounds, dict) else None
+            if _finite(value):
+                found[f"eval.{key}_{end}"] = float(value)
     return found
 
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from harness.record.contamination import Contamination
 from harness.record.evaluation import EvalResult
 from harness.record.failures import Cause
 from harness.record.fingerprints import Fingerprints
@@ -51,6 +52,8 @@ class RunRecord:
     env: dict[str, str] = field(default_factory=dict)
     """Pre-flight's facts about this machine (``env_snapshot.txt``)."""
     model_lineage: dict[str, Any] | None = None
+    contamination: Contamination | None = None
+    """Eval items pre-flight found in the training data."""
     start_fingerprints: Fingerprints | None = None
     """What guardrails-before saw, for guardrails-after to compare with."""
     training_request: TrainRequest | None = None

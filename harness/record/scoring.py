@@ -5,8 +5,12 @@ it is exactly ``<reasoning>...</reasoning><answer>...</answer>`` (whitespace
 allowed between the two blocks) with a non-blank answer, no further tags and
 nothing after. Callers strip special tokens such as ``<eos>`` first.
 
-Correctness is judged on the first ``<answer>`` block alone, so a completion
-can be correct without being format compliant; both are reported.
+Correctness is judged on the answer found in the completion, so a completion can
+be correct without being format compliant; both are reported. The answer is the
+first ``<answer>...</answer>`` block; where there is none (a foreign model's free
+text, or a completion cut off before its closing tag), it is the text after the
+last "answer is" / "answer:" / "####" marker, else its last number, else the
+whole completion when it is one line without tags. Each prediction says which.
 
 Answers are compared after normalisation: surrounding whitespace removed,
 case folded, inner whitespace runs collapsed, and numbers rewritten in a
@@ -30,13 +34,21 @@ _NUMBER = re.compile(
 )
 
 
+_MARKER = re.compile(r"(?:answer\s*(?:is|:|=)|####)[ \t]*(?P<answer>[^\n]*)", re.IGNORECASE)
+_ANY_NUMBER = re.compile(r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?\s*%?", re.ASCII)
+TAGGED, MARKED, WHOLE_TEXT, LAST_NUMBER, NOT_FOUND = (
+    "tag", "marker", "whole text", "last number", "none",
+)
+
+
 @dataclass(frozen=True)
 class Score:
-    """The verdict on one completion."""
+    """The verdict on one completion, and where its answer was found."""
 
     answer: str | None
     format_ok: bool
     correct: bool
+    answer_from: str = TAGGED
 
 
 def extract_answer(completion: str) -> str | None:
@@ -47,6 +59,23 @@ def extract_answer(completion: str) -> str | None:
     start += len(_OPEN)
     end = completion.find(_CLOSE, start)
     return None if end < 0 else completion[start:end]
+
+
+def find_answer(completion: str) -> tuple[str | None, str]:
+    """The completion's answer and where it was found (see the module docstring)."""
+    tagged = extract_answer(completion)
+    if tagged is not None:
+        return tagged, TAGGED
+    marked = [m.group("answer").strip().rstrip(".") for m in _MARKER.finditer(completion)]
+    if marked and marked[-1]:
+        return marked[-1], MARKED
+    numbers = _ANY_NUMBER.findall(completion)
+    if numbers:
+        return numbers[-1].strip(), LAST_NUMBER
+    text = completion.strip()
+    if text and "\n" not in text and not _TAG.search(text):
+        return text.rstrip("."), WHOLE_TEXT
+    return None, NOT_FOUND
 
 
 def is_format_compliant(completion: str) -> bool:
@@ -74,10 +103,10 @@ def normalize_answer(text: str) -> str:
 
 def score(completion: str, expected: str) -> Score:
     """Score a completion against the expected answer."""
-    answer = extract_answer(completion)
+    answer, found = find_answer(completion)
     normalized = None if answer is None else normalize_answer(answer)
     correct = bool(normalized) and normalized == normalize_answer(expected)
-    return Score(answer=answer, format_ok=is_format_compliant(completion), correct=correct)
+    return Score(answer, is_format_compliant(completion), correct, found)
 
 
 def _canonical_number(text: str) -> str:

@@ -43,6 +43,12 @@ METRICS: Mapping[str, Metric] = _registry(
         PREFLIGHT,
         "Number of evaluation items in the evalset after preflight validation.",
     ),
+    Metric(
+        "preflight.contaminated_items",
+        PREFLIGHT,
+        "Number of eval items whose prompt is in the training data (exact, normalised or a "
+        "shared 13-gram).",
+    ),
     Metric("train.first_loss", TRAIN, "Training loss logged at the first optimizer step."),
     Metric("train.final_loss", TRAIN, "Training loss logged at the last optimizer step."),
     Metric("train.min_loss", TRAIN, "Lowest training loss logged at any step."),
@@ -71,6 +77,18 @@ METRICS: Mapping[str, Metric] = _registry(
         "Fraction of evaluation completions whose answer follows the required format.",
     ),
     Metric("eval.count", EVALUATE, "Number of evaluation items scored."),
+    Metric("eval.accuracy_low", EVALUATE, "Lower end of the 95% Wilson interval on eval.accuracy."),
+    Metric("eval.accuracy_high", EVALUATE, "Upper end of the 95% Wilson interval on eval.accuracy."),
+    Metric(
+        "eval.format_compliance_low",
+        EVALUATE,
+        "Lower end of the 95% Wilson interval on eval.format_compliance.",
+    ),
+    Metric(
+        "eval.format_compliance_high",
+        EVALUATE,
+        "Upper end of the 95% Wilson interval on eval.format_compliance.",
+    ),
 )
 
 _OPERATORS: Mapping[str, Callable[[float, float], bool]] = MappingProxyType(
