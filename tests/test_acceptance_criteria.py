@@ -53,6 +53,11 @@ def test_a_baseline_adds_a_delta_table_and_resolves_baseline_in_criteria(mini: M
     summary = (mini.bundle("mini_v2") / "mini_summary.md").read_text()
     assert "## Compared with baseline `mini_v1`" in summary
     assert "| train.final_loss |" in summary
+    # The same seed on the same CPU answers every item the same way: nothing flips, p = 1.
+    paired = manifest["comparisons"]["baseline"]
+    assert (paired["against"], paired["items"], paired["p_value"]) == ("mini_v1", 5, 1.0)
+    assert paired["wrong_to_right_ids"] == paired["right_to_wrong_ids"] == ["none found"]
+    assert "## Compared with mini_v1" in summary and "0 wrong to right, 0 right to wrong" in summary
 
 
 @pytest.mark.slow

@@ -20,7 +20,7 @@ from harness.spec.criteria import (
     judge_phase,
     parse_comparison,
 )
-from harness.spec.phase_order import EVALUATE, PREFLIGHT, TRAIN
+from harness.spec.phase_order import EVALUATE, EVALUATE_BASE, PREFLIGHT, TRAIN
 
 ROOT = Path(__file__).resolve().parent.parent
 OPS = ("<", "<=", "==", "!=", ">=", ">")
@@ -176,13 +176,24 @@ def test_registry_holds_exactly_the_documented_metrics() -> None:
         "preflight.dataset_records",
         "preflight.evalset_records",
         "preflight.contaminated_items",
+        "base.accuracy",
+        "base.accuracy_low",
+        "base.accuracy_high",
+        "base.format_compliance",
+        *(
+            f"compare.{against}.{key}"
+            for against in ("base", "baseline")
+            for key in ("accuracy_delta", "p_value", "wrong_to_right", "right_to_wrong")
+        ),
     }
     assert all(name == metric.name for name, metric in METRICS.items())
     assert {name for name, metric in METRICS.items() if metric.hardware_bound} == {
         "perf.tokens_per_s",
         "perf.samples_per_s",
     }
-    assert {metric.phase for metric in METRICS.values()} == {PREFLIGHT, TRAIN, EVALUATE}
+    assert {metric.phase for metric in METRICS.values()} == {
+        PREFLIGHT, TRAIN, EVALUATE, EVALUATE_BASE
+    }
 
 
 def test_registry_is_read_only() -> None:

@@ -96,6 +96,7 @@ def test_only_evidence_json_is_scanned_for_placeholders(tmp_path: Path) -> None:
         bundle.RUN_MANIFEST,
         bundle.TRAINING_METRICS,
         bundle.EVALUATION_RESULTS,
+        bundle.BASE_EVALUATION_RESULTS,
     }
     _write(tmp_path, bundle.ENV_SNAPSHOT, "TODO\n")
     _write(tmp_path, bundle.EVALUATION_SUMMARY, "TBD\n")

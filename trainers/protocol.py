@@ -74,7 +74,9 @@ StepHook = Callable[[StepRecord], None]
 
 
 class Trainer(Protocol):
-    """A backend: trains a model to a checkpoint and generates from a checkpoint."""
+    """A backend: trains a model to a checkpoint, and generates greedily from a checkpoint or from
+    the untuned model a request starts from (built as training would build it, no checkpoint
+    written: a second copy of a 2B model would double the bundle)."""
 
     backend: str
 
@@ -88,4 +90,13 @@ class Trainer(Protocol):
         max_new_tokens: int,
         batch_size: int,
         device: str,
+    ) -> list[str]: ...
+
+    def generate_untuned(
+        self,
+        request: TrainRequest,
+        prompts: Sequence[str],
+        *,
+        max_new_tokens: int,
+        batch_size: int,
     ) -> list[str]: ...

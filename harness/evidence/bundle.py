@@ -14,7 +14,7 @@ from typing import Any
 from harness.evidence.redact import Redactor, redactor
 from harness.record.failures import Cause
 from harness.record.outcomes import Status
-from harness.spec.phase_order import FREEZE_PHASES, PHASES
+from harness.spec.phase_order import BASE_EVAL_PHASES, FREEZE_PHASES
 
 ENV_SNAPSHOT = "env_snapshot.txt"
 GPU_SNAPSHOT = "gpu_snapshot.txt"
@@ -24,6 +24,8 @@ CHECKPOINT_DIR = "checkpoint"
 PREDICTIONS = "predictions.jsonl"
 EVALUATION_RESULTS = "evaluation_results.json"
 EVALUATION_SUMMARY = "evaluation_summary.md"
+BASE_PREDICTIONS = "base_predictions.jsonl"
+BASE_EVALUATION_RESULTS = "base_evaluation_results.json"
 RUN_MANIFEST = "run_manifest.json"
 FAILURE_ANALYSIS = "failure_analysis.md"
 REPORT = "report.html"
@@ -38,14 +40,15 @@ TRACEBACKS_DIR = "tracebacks"
 REHEARSAL_MODEL = "rehearsal_model"
 BUNDLE_NAMES = (
     ENV_SNAPSHOT, GPU_SNAPSHOT, TRAINING_LOG, TRAINING_METRICS, CHECKPOINT_DIR, PREDICTIONS,
-    EVALUATION_RESULTS, EVALUATION_SUMMARY, RUN_MANIFEST, FAILURE_ANALYSIS, REPORT, LOSS_CURVE,
-    CATEGORY_ACCURACY, JOURNAL, SHA256SUMS, GUARDRAILS, TRACEBACKS_DIR, REHEARSAL_MODEL,
+    EVALUATION_RESULTS, EVALUATION_SUMMARY, BASE_PREDICTIONS, BASE_EVALUATION_RESULTS,
+    RUN_MANIFEST, FAILURE_ANALYSIS, REPORT, LOSS_CURVE, CATEGORY_ACCURACY, JOURNAL, SHA256SUMS,
+    GUARDRAILS, TRACEBACKS_DIR, REHEARSAL_MODEL,
 )
 # What redaction never takes apart in a bundle: its file names and the words its structured
 # values are made of (phases, statuses, causes, backends), so that a secret equal to "loss" or
 # "passed" still leaves a bundle that verifies. Matched as whole words.
 KEPT_WORDS = (
-    *BUNDLE_NAMES, *PHASES, *FREEZE_PHASES, *Status, *Cause, "not judged", "torch", "jax", "train",
+    *BUNDLE_NAMES, *BASE_EVAL_PHASES, *FREEZE_PHASES, *Status, *Cause, "not judged", "torch", "jax", "train",
     "freeze", "cpu", "cuda", "tpu",
 )
 KEPT = (

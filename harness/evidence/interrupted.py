@@ -12,7 +12,7 @@ from harness.evidence.verify import write_checksums
 from harness.evidence.writers import cell
 from harness.record.failures import WHAT_TO_LOOK_AT, Cause
 from harness.record.outcomes import Status
-from harness.spec.phase_order import TRAIN, phases_of
+from harness.spec.phase_order import EVALUATE_BASE, TRAIN, phases_of
 
 
 def last_log_line(run_dir: Path) -> str:
@@ -82,7 +82,7 @@ def _phases_in_order(manifest: dict[str, Any]) -> list[tuple[str, dict[str, Any]
     phases = manifest.get("phases")
     if not isinstance(phases, dict):
         return []
-    order = phases_of(str(manifest.get("kind")))
+    order = phases_of(str(manifest.get("kind")), evaluate_base=EVALUATE_BASE in phases)
     return [(phase, phases[phase]) for phase in order if isinstance(phases.get(phase), dict)]
 
 

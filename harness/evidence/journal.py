@@ -12,6 +12,7 @@ from harness.record.run import MilestoneRun, PhaseInProgress, utc_now
 from harness.spec.phase_order import (
     BUILD,
     EVALUATE,
+    EVALUATE_BASE,
     EVIDENCE,
     GUARDRAILS_AFTER,
     GUARDRAILS_BEFORE,
@@ -29,6 +30,8 @@ PURPOSES = {
     "and take the fingerprints the end of the run is compared with.",
     TRAIN: "Train the spec's model with its training config, logging every step and stopping "
     "at a non-finite or diverging loss.",
+    EVALUATE_BASE: "Score the untuned model with the same prompts and decoding, before any "
+    "training step, for the before/after comparison.",
     EVALUATE: "Generate greedily from the saved checkpoint for every eval item and score the "
     "answers.",
     BUILD: "Build the submission ZIP from the source bundle and compare it with the frozen one.",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.evidence.comparison import comparison_facts
 from harness.evidence.inputs import contamination_facts, input_facts
 from harness.evidence.measurements import measured
 from harness.evidence.submission_zip import frozen_zip
@@ -74,7 +75,8 @@ def run_manifest(run: MilestoneRun) -> dict[str, Any]:
     if isinstance(run.milestone, FreezeMilestone):
         return freeze_manifest(run)
     milestone, spec = run.milestone, run.milestone.spec
-    manifest = common_manifest(run) | input_facts(run) | contamination_facts(run) | {
+    manifest = common_manifest(run) | input_facts(run) | contamination_facts(run)
+    manifest |= comparison_facts(run) | {
         "backend": spec.backend,
         "hardware_required": spec.hardware.model_dump(),
         "model": spec.model,

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.evidence import bundle
+from harness.evidence.comparison import comparison_facts
 from harness.evidence.inputs import contamination_facts, input_facts
 from harness.evidence.verify import Unreadable, read_object
 from harness.evidence.writers import evaluation_results, training_metrics
@@ -28,12 +29,16 @@ def measure_bundle(run_dir: Path) -> dict[str, float]:
         _read(run_dir, bundle.RUN_MANIFEST),
         _read(run_dir, bundle.TRAINING_METRICS),
         _read(run_dir, bundle.EVALUATION_RESULTS),
+        _read(run_dir, bundle.BASE_EVALUATION_RESULTS),
     )
 
 
 def measured(run: MilestoneRun) -> dict[str, float]:
     """Every registry metric of this run so far, from its documents rendered in memory: the same
     documents, measured the same way, as a later reader of the bundle would."""
-    metrics = training_metrics(run) if run.record.training_request else {}
-    results = evaluation_results(run) if run.record.eval_result else {}
-    return measure(input_facts(run) | contamination_facts(run), metrics, results)
+    record = run.record
+    metrics = training_metrics(run) if record.training_request else {}
+    results = evaluation_results(run, record.eval_result) if record.eval_result else {}
+    base = evaluation_results(run, record.base_eval_result) if record.base_eval_result else {}
+    manifest = input_facts(run) | contamination_facts(run) | comparison_facts(run)
+    return measure(manifest, metrics, results, base)

@@ -3,10 +3,13 @@ statement."""
 
 from __future__ import annotations
 
+from harness.evidence.comparison import comparison_lines, shown
 from harness.evidence.manifest import baseline_rows, freeze_manifest
 from harness.evidence.writers import cell
+from harness.record.evaluation import EvalResult
 from harness.record.run import MilestoneRun
 from harness.spec.milestones import FreezeMilestone
+from harness.spec.phase_order import EVALUATE_BASE
 
 
 def criteria_rows(run: MilestoneRun) -> list[str]:
@@ -71,14 +74,10 @@ def _results(run: MilestoneRun) -> list[str]:
         )
     else:
         lines.append("- training: no step ran")
-    if run.record.eval_result:
-        result = run.record.eval_result
-        lines.append(
-            f"- evaluation: {result.count} items, accuracy {result.accuracy:.1%}, "
-            f"answer-format compliance {result.format_compliance:.1%}"
-        )
-    else:
-        lines.append("- evaluation: did not run")
+    lines.append(f"- evaluation: {_scores(run.record.eval_result)}")
+    if EVALUATE_BASE in run.phases:
+        lines.append(f"- the base model, before training: {_scores(run.record.base_eval_result)}")
+    lines += comparison_lines(run)
     lines += ["", "## Acceptance criteria", ""]
     lines += criteria_rows(run) if any(run.record.judgements.values()) else ["No criterion was judged in this run."]
     if run.options.baseline:
@@ -86,6 +85,17 @@ def _results(run: MilestoneRun) -> list[str]:
                   "| metric | this run | baseline | delta |", "| --- | ---: | ---: | ---: |"]
         lines += [f"| {name} | {v:.4g} | {b:.4g} | {d:+.4g} |" for name, v, b, d in baseline_rows(run)]
     return lines
+
+
+def _scores(result: EvalResult | None) -> str:
+    """Items, accuracy and format compliance with their 95% intervals; or that it did not run."""
+    if result is None:
+        return "did not run"
+    overall = result.overall
+    return (
+        f"{result.count} items, accuracy {shown(overall.accuracy, overall.accuracy_interval)}, "
+        f"answer-format compliance {shown(overall.format_compliance, overall.format_interval)}"
+    )
 
 
 def summary(run: MilestoneRun) -> str:

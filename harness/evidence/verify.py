@@ -16,12 +16,19 @@ import jsonschema
 
 from harness.evidence import bundle
 from harness.hashing import sha256_of
-from harness.spec.phase_order import EVALUATE, TRAIN
+from harness.spec.phase_order import EVALUATE, EVALUATE_BASE, TRAIN
 
 CHECKSUMS = bundle.SHA256SUMS
 SCHEMAS_DIR = Path(__file__).parent / "schemas"
 FREEZE_MANIFEST = "freeze_manifest.json"
-SCHEMA_FILES = (bundle.RUN_MANIFEST, bundle.TRAINING_METRICS, bundle.EVALUATION_RESULTS)
+SCHEMA_FILES = (
+    bundle.RUN_MANIFEST,
+    bundle.TRAINING_METRICS,
+    bundle.EVALUATION_RESULTS,
+    bundle.BASE_EVALUATION_RESULTS,
+)
+# The base model's results are evaluation results like any other, and are checked as such.
+SCHEMA_OF = {bundle.BASE_EVALUATION_RESULTS: bundle.EVALUATION_RESULTS}
 PLACEHOLDER = re.compile(r"^\s*(TODO|TBD|null|none|n/a|<[^>]*>)?\s*$", re.IGNORECASE)
 # Far deeper than any evidence file; deeper input would exhaust the recursion of the
 # placeholder and schema checks instead of being reported.
@@ -166,6 +173,8 @@ def required_files(manifest: dict[str, Any]) -> list[str]:
         files += [f"{checkpoint}/config.json", f"{checkpoint}/model.safetensors"]
     if status(EVALUATE) == "passed":
         files += [bundle.PREDICTIONS, bundle.EVALUATION_RESULTS, bundle.EVALUATION_SUMMARY]
+    if status(EVALUATE_BASE) == "passed":
+        files += [bundle.BASE_PREDICTIONS, bundle.BASE_EVALUATION_RESULTS]
     if any(status(phase) != "passed" for phase in phases):
         files.append(bundle.FAILURE_ANALYSIS)
     return files
@@ -221,7 +230,7 @@ def schema_problems(run_dir: Path) -> list[str]:
             data = read_object(run_dir, name)
         except Unreadable:
             continue  # reported by problems() where the file is required
-        against = FREEZE_MANIFEST if data.get("kind") == "freeze" else name
+        against = FREEZE_MANIFEST if data.get("kind") == "freeze" else SCHEMA_OF.get(name, name)
         checker = jsonschema.Draft202012Validator(schema(against))
         for error in sorted(checker.iter_errors(data), key=lambda e: list(e.absolute_path)):
             steps = (f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)

@@ -121,11 +121,9 @@ def scores(scored: CategoryScore) -> dict[str, Any]:
     }
 
 
-def evaluation_results(run: MilestoneRun) -> dict[str, Any]:
-    """``evaluation_results.json``: accuracy and format compliance with their intervals, overall
-    and per category."""
-    result = run.record.eval_result
-    assert result is not None, "evaluation results are written once evaluation has scored"
+def evaluation_results(run: MilestoneRun, result: EvalResult) -> dict[str, Any]:
+    """``evaluation_results.json`` (or the base model's): accuracy and format compliance with their
+    intervals, overall and per category."""
     return {
         "milestone": run.milestone.id,
         "run_id": run.run_id,

@@ -8,7 +8,6 @@ from collections.abc import Sequence
 import pytest
 
 from harness.spec.milestones import FreezeMilestone, Milestone
-from harness.spec.phase_order import phases_of
 
 AnyMilestone = Milestone | FreezeMilestone
 
@@ -32,7 +31,7 @@ def parametrize(metafunc: pytest.Metafunc, milestones: Sequence[AnyMilestone]) -
     params = [
         pytest.param(m.id, id=m.id, marks=[getattr(pytest.mark, name) for name in m.spec.markers])
         for m in milestones
-        if marker is None or marker.args[0] in phases_of(m.spec.kind)
+        if marker is None or marker.args[0] in m.spec.phases
     ]
     metafunc.parametrize("milestone_id", params, scope="session")
 
@@ -55,7 +54,7 @@ def idle_items(items: Sequence[pytest.Item], milestone_ids: set[str]) -> list[py
 def sort_phases(items: list[pytest.Item], milestones: Sequence[AnyMilestone]) -> None:
     """Phases run milestone by milestone, in phase order, whatever order they were collected in;
     other tests first."""
-    order = {m.id: (index, phases_of(m.spec.kind)) for index, m in enumerate(milestones)}
+    order = {m.id: (index, m.spec.phases) for index, m in enumerate(milestones)}
 
     def key(item: pytest.Item) -> tuple[int, int]:
         phase, milestone_id = phase_of(item), milestone_of(item)

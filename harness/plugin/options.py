@@ -12,8 +12,8 @@ MARKERS = (
     "tpu: a milestone phase that needs TPU devices (detected with jax.devices('tpu')).",
     "windows: a milestone phase that needs native Windows (detected with sys.platform).",
     "slow: a test that takes more than a few seconds.",
-    "phase(name): an ordered milestone phase (preflight, guardrails-before, train, evaluate, build, "
-    "validate, lock, guardrails-after, evidence, summary).",
+    "phase(name): an ordered milestone phase (preflight, guardrails-before, evaluate-base, train, "
+    "evaluate, build, validate, lock, guardrails-after, evidence, summary).",
 )
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from harness.evidence import bundle
 from harness.phases.build import build
-from harness.phases.evaluate import evaluate
+from harness.phases.evaluate import evaluate, evaluate_base
 from harness.phases.evidence import consolidate
 from harness.phases.guardrails import check_after, check_before
 from harness.phases.judging import check_phase, hold_to_golden
@@ -29,6 +29,7 @@ from trainers.protocol import Trainer
 __all__ = [
     "test_preflight",
     "test_guardrails_before",
+    "test_evaluate_base",
     "test_train",
     "test_evaluate",
     "test_build",
@@ -59,6 +60,13 @@ def test_guardrails_before(milestone_run: MilestoneRun, frozen_lock: Any) -> Non
     problems = check_before(milestone_run)
     assert not problems, "a rule is broken before the run: " + "; ".join(problems)
     assert_frozen_untouched(milestone_run, frozen_lock)
+
+
+@pytest.mark.phase("evaluate-base")
+def test_evaluate_base(milestone_run: MilestoneRun, trainer: Trainer) -> None:
+    evaluate_base(milestone_run, trainer)
+    assert (milestone_run.run_dir / bundle.BASE_EVALUATION_RESULTS).is_file()
+    check_phase(milestone_run, "evaluate-base")
 
 
 @pytest.mark.phase("train")

@@ -8,7 +8,7 @@ from harness.evidence import bundle
 from harness.evidence.bundle import read_manifest
 from harness.probes.hardware import missing_devices, wrong_platform
 from harness.spec.milestones import FreezeMilestone, Milestone
-from harness.spec.phase_order import NEEDS, phases_of
+from harness.spec.phase_order import NEEDS
 from harness.spec.registry import MilestoneRegistry
 from harness.spec.yaml_files import SpecError
 
@@ -54,7 +54,7 @@ def plan_lines(milestone: Milestone | FreezeMilestone) -> list[str]:
     needs_hardware = "any machine" if isinstance(milestone, FreezeMilestone) else milestone.spec.hardware.label
     blocked = blocked_here(milestone)
     lines = [f"milestone {milestone.id}: needs {needs_hardware}"]
-    for phase in phases_of(milestone.spec.kind):
+    for phase in milestone.spec.phases:
         after = f" (after {NEEDS[phase]})" if phase in NEEDS else " (always runs)"
         if blocked and phase == "preflight":
             fate = f"would skip: {blocked}"

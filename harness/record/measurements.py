@@ -4,10 +4,12 @@ rendered in memory) and for a baseline (its documents read from disk)."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# What a paired comparison gives criteria, as ``compare.base.<key>`` and ``compare.baseline.<key>``.
+COMPARISON_METRICS = ("accuracy_delta", "p_value", "wrong_to_right", "right_to_wrong")
 # The training summary keys that criteria can name, by registry metric.
 SUMMARY_METRICS = (
     ("runtime_s", "train.runtime_s"),
@@ -18,11 +20,13 @@ SUMMARY_METRICS = (
 
 @dataclass(frozen=True)
 class Baseline:
-    """The run a new run is held against: its verified bundle, measured."""
+    """The run a new run is held against: its verified bundle, measured, and which eval items it
+    answered correctly (for the paired comparison)."""
 
     path: Path
     run_id: str
     metrics: dict[str, float]
+    correct: dict[str, bool] = field(default_factory=dict)
 
 
 def _finite(value: Any) -> bool:
@@ -36,10 +40,14 @@ def _losses(per_step: Any) -> list[Any]:
 
 
 def measure(
-    manifest: dict[str, Any], training_metrics: dict[str, Any], evaluation_results: dict[str, Any]
+    manifest: dict[str, Any],
+    training_metrics: dict[str, Any],
+    evaluation_results: dict[str, Any],
+    base_evaluation_results: dict[str, Any],
 ) -> dict[str, float]:
-    """Every registry metric these documents hold: ``run_manifest.json``, ``training_metrics.json``
-    and ``evaluation_results.json`` as objects, each empty where the bundle has none (yet)."""
+    """Every registry metric these documents hold: ``run_manifest.json``, ``training_metrics.json``,
+    ``evaluation_results.json`` and ``base_evaluation_results.json`` as objects, each empty where
+    the bundle has none (yet)."""
     found: dict[str, float] = {}
     for kind in ("dataset", "evalset"):
         data = manifest.get(kind)
@@ -64,15 +72,30 @@ def measure(
         for key, name in SUMMARY_METRICS:
             if _finite(training_metrics.get(key)):
                 found[name] = float(training_metrics[key])
+    found |= _scores("eval", evaluation_results)
+    found |= _scores("base", base_evaluation_results)
+    comparisons = manifest.get("comparisons")
+    for against in ("base", "baseline"):
+        compared = comparisons.get(against) if isinstance(comparisons, dict) else None
+        for key in COMPARISON_METRICS:
+            value = compared.get(key) if isinstance(compared, dict) else None
+            if _finite(value):
+                found[f"compare.{against}.{key}"] = float(value)
+    return found
+
+
+def _scores(prefix: str, results: dict[str, Any]) -> dict[str, float]:
+    """Count, accuracy and format compliance of an evaluation, each rate with its interval."""
+    found = {}
     for key in ("accuracy", "format_compliance", "count"):
-        if _finite(evaluation_results.get(key)):
-            found[f"eval.{key}"] = float(evaluation_results[key])
+        if _finite(results.get(key)):
+            found[f"{prefix}.{key}"] = float(results[key])
     for key in ("accuracy", "format_compliance"):
-        bounds = evaluation_results.get(f"{key}_interval")
+        bounds = results.get(f"{key}_interval")
         for end in ("low", "high"):
             value = bounds.get(end) if isinstance(bounds, dict) else None
             if _finite(value):
-                found[f"eval.{key}_{end}"] = float(value)
+                found[f"{prefix}.{key}_{end}"] = float(value)
     return found
 
 

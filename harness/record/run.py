@@ -16,10 +16,13 @@ from harness.record.fingerprints import Fingerprints
 from harness.record.journal import JournalEntry, Listing
 from harness.record.measurements import Baseline
 from harness.record.outcomes import PhaseOutcome, Status
+from harness.record.statistics import PairedComparison, paired
 from harness.spec.criteria import Judgement
 from harness.spec.milestones import FreezeMilestone, Milestone
-from harness.spec.phase_order import NEEDS, phases_of
+from harness.spec.phase_order import NEEDS
 from trainers.protocol import StepRecord, TrainRequest, TrainResult
+
+BASE_MODEL = "the base model"
 
 
 def utc_now() -> str:
@@ -58,6 +61,8 @@ class RunRecord:
     """What guardrails-before saw, for guardrails-after to compare with."""
     training_request: TrainRequest | None = None
     steps: list[StepRecord] = field(default_factory=list)
+    base_eval_result: EvalResult | None = None
+    """The untuned model's score (``evaluate-base``)."""
     train_result: TrainResult | None = None
     eval_result: EvalResult | None = None
     judgements: dict[str, list[Judgement]] = field(default_factory=dict)
@@ -94,7 +99,7 @@ class MilestoneRun:
 
     @property
     def phases(self) -> tuple[str, ...]:
-        return phases_of(self.milestone.spec.kind)
+        return self.milestone.spec.phases
 
     def progress(self, message: str) -> None:
         """Tell the operator ``message``, prefixed with the run id."""
@@ -123,6 +128,20 @@ class MilestoneRun:
 
     def all_outcomes(self) -> list[PhaseOutcome]:
         return [self.outcome_of(phase) for phase in self.phases]
+
+    def comparisons(self) -> dict[str, PairedComparison]:
+        """This run's evaluation against the base model's and the baseline's, item by item, where
+        both sides were scored."""
+        tuned, found = self.record.eval_result, {}
+        if tuned is None:
+            return found
+        if self.record.base_eval_result is not None:
+            base = self.record.base_eval_result.correctness()
+            found["base"] = paired(base, tuned.correctness(), BASE_MODEL)
+        baseline = self.options.baseline
+        if baseline is not None and baseline.correct:
+            found["baseline"] = paired(baseline.correct, tuned.correctness(), baseline.run_id)
+        return found
 
     @property
     def verdict(self) -> str:

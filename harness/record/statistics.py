@@ -52,17 +52,33 @@ class PairedComparison:
     """This run against another scored on the same items: what flipped, and whether by chance."""
 
     against: str
-    """What this run is compared with: ``base model`` or the baseline's run id."""
+    """What this run is compared with: the base model, or the baseline's run id."""
     items: int
-    accuracy_before: float
-    accuracy_after: float
+    correct_before: int
+    correct_after: int
     right_to_wrong: tuple[str, ...]
     wrong_to_right: tuple[str, ...]
     p_value: float
 
     @property
+    def accuracy_before(self) -> float:
+        return self.correct_before / self.items
+
+    @property
+    def accuracy_after(self) -> float:
+        return self.correct_after / self.items
+
+    @property
     def accuracy_delta(self) -> float:
         return self.accuracy_after - self.accuracy_before
+
+    @property
+    def interval_before(self) -> Interval:
+        return wilson(self.correct_before, self.items)
+
+    @property
+    def interval_after(self) -> Interval:
+        return wilson(self.correct_after, self.items)
 
 
 def paired(before: Mapping[str, bool], after: Mapping[str, bool], against: str) -> PairedComparison:
@@ -75,8 +91,8 @@ def paired(before: Mapping[str, bool], after: Mapping[str, bool], against: str) 
     return PairedComparison(
         against=against,
         items=len(shared),
-        accuracy_before=sum(before[i] for i in shared) / len(shared),
-        accuracy_after=sum(after[i] for i in shared) / len(shared),
+        correct_before=sum(before[i] for i in shared),
+        correct_after=sum(after[i] for i in shared),
         right_to_wrong=lost,
         wrong_to_right=gained,
         p_value=mcnemar_exact(len(lost), len(gained)),

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
 
-from harness.spec.phase_order import EVALUATE, PREFLIGHT, TRAIN
+from harness.spec.phase_order import EVALUATE, EVALUATE_BASE, PREFLIGHT, TRAIN
 
 
 class CriterionError(ValueError):
@@ -30,6 +30,32 @@ class Metric:
 
 def _registry(*metrics: Metric) -> Mapping[str, Metric]:
     return MappingProxyType({metric.name: metric for metric in metrics})
+
+
+def _comparison_metrics(against: str, what: str) -> tuple[Metric, ...]:
+    """The paired comparison of this run's evaluation with ``what``'s, on the same items."""
+    return (
+        Metric(
+            f"compare.{against}.accuracy_delta",
+            EVALUATE,
+            f"eval.accuracy minus the accuracy of {what} on the same items.",
+        ),
+        Metric(
+            f"compare.{against}.p_value",
+            EVALUATE,
+            f"Exact McNemar p-value of the accuracy difference with {what}.",
+        ),
+        Metric(
+            f"compare.{against}.wrong_to_right",
+            EVALUATE,
+            f"Eval items {what} got wrong and this run got right.",
+        ),
+        Metric(
+            f"compare.{against}.right_to_wrong",
+            EVALUATE,
+            f"Eval items {what} got right and this run got wrong.",
+        ),
+    )
 
 
 METRICS: Mapping[str, Metric] = _registry(
@@ -89,6 +115,16 @@ METRICS: Mapping[str, Metric] = _registry(
         EVALUATE,
         "Upper end of the 95% Wilson interval on eval.format_compliance.",
     ),
+    Metric("base.accuracy", EVALUATE_BASE, "Accuracy of the untuned model (evaluate-base)."),
+    Metric("base.accuracy_low", EVALUATE_BASE, "Lower end of the 95% interval on base.accuracy."),
+    Metric("base.accuracy_high", EVALUATE_BASE, "Upper end of the 95% interval on base.accuracy."),
+    Metric(
+        "base.format_compliance",
+        EVALUATE_BASE,
+        "Answer-format compliance of the untuned model (evaluate-base).",
+    ),
+    *_comparison_metrics("base", "the untuned model"),
+    *_comparison_metrics("baseline", "the baseline run"),
 )
 
 _OPERATORS: Mapping[str, Callable[[float, float], bool]] = MappingProxyType(

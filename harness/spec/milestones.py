@@ -12,6 +12,7 @@ from pydantic import AfterValidator, Field, model_validator
 
 from harness.spec.criteria import Comparison, CriterionError, check_metric_name, parse_comparison
 from harness.spec.freeze_paths import unsafe_name
+from harness.spec.phase_order import phases_of
 from trainers.config import Count, PositiveFinite, StepCount, StrictModel, TrainingConfig
 from trainers.models import KINDS, ModelSource
 
@@ -103,7 +104,13 @@ class MilestoneSpec(StrictModel):
     guardrails: GuardrailSpec
     acceptance: Criteria = Field(default_factory=dict)
     baseline: str | None = None
+    evaluate_base: bool = False
+    """Score the untuned model before training, for the summary's before/after comparison."""
     closing_statement: str = Field(min_length=1)
+
+    @property
+    def phases(self) -> tuple[str, ...]:
+        return phases_of(self.kind, self.evaluate_base)
 
     @property
     def criteria(self) -> dict[str, Comparison]:
@@ -134,6 +141,10 @@ class FreezeSpec(StrictModel):
     frozen: tuple[str, ...] = ()
     guardrails: GuardrailSpec
     closing_statement: str = Field(min_length=1)
+
+    @property
+    def phases(self) -> tuple[str, ...]:
+        return phases_of(self.kind)
 
     @property
     def markers(self) -> tuple[str, ...]:

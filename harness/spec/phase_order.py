@@ -6,6 +6,7 @@ PREFLIGHT = "preflight"
 GUARDRAILS_BEFORE = "guardrails-before"
 TRAIN = "train"
 EVALUATE = "evaluate"
+EVALUATE_BASE = "evaluate-base"
 BUILD = "build"
 VALIDATE = "validate"
 LOCK = "lock"
@@ -14,6 +15,8 @@ EVIDENCE = "evidence"
 SUMMARY = "summary"
 
 PHASES = (PREFLIGHT, GUARDRAILS_BEFORE, TRAIN, EVALUATE, GUARDRAILS_AFTER, EVIDENCE, SUMMARY)
+# With ``evaluate_base: true`` the untuned model is scored first, with the same prompts and decoding.
+BASE_EVAL_PHASES = (PREFLIGHT, GUARDRAILS_BEFORE, EVALUATE_BASE, *PHASES[2:])
 FREEZE_PHASES = (PREFLIGHT, GUARDRAILS_BEFORE, BUILD, VALIDATE, LOCK, GUARDRAILS_AFTER, EVIDENCE, SUMMARY)
 
 # A phase runs only on fresh state from the phase it needs. Evidence and summary need
@@ -24,6 +27,7 @@ FREEZE_PHASES = (PREFLIGHT, GUARDRAILS_BEFORE, BUILD, VALIDATE, LOCK, GUARDRAILS
 NEEDS: dict[str, str] = {
     GUARDRAILS_BEFORE: PREFLIGHT,
     TRAIN: GUARDRAILS_BEFORE,
+    EVALUATE_BASE: GUARDRAILS_BEFORE,  # training does not wait on it: a failed one blocks nothing
     EVALUATE: TRAIN,
     BUILD: GUARDRAILS_BEFORE,
     VALIDATE: GUARDRAILS_BEFORE,
@@ -32,6 +36,9 @@ NEEDS: dict[str, str] = {
 }
 
 
-def phases_of(kind: str) -> tuple[str, ...]:
-    """The ordered phases of a ``train`` or ``freeze`` milestone."""
-    return FREEZE_PHASES if kind == "freeze" else PHASES
+def phases_of(kind: str, evaluate_base: bool = False) -> tuple[str, ...]:
+    """The ordered phases of a ``train`` milestone (with or without ``evaluate-base``) or a
+    ``freeze`` one."""
+    if kind == "freeze":
+        return FREEZE_PHASES
+    return BASE_EVAL_PHASES if evaluate_base else PHASES

@@ -231,3 +231,22 @@ class JaxTrainer:
         return jax_sampling.greedy_completions(
             model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size
         )
+
+    @jax_model.quiet_tunix()
+    def generate_untuned(
+        self,
+        request: TrainRequest,
+        prompts: Sequence[str],
+        *,
+        max_new_tokens: int,
+        batch_size: int,
+    ) -> list[str]:
+        """Greedy completions from the model ``request`` would train, built on its mesh as training
+        builds it (LoRA adapters, if any, start as zero updates)."""
+        config = request.config
+        source = jax_model.loadable(request.model_source)
+        mesh = jax_model.build_mesh(config.mesh, request.device)
+        model, tokenizer, _ = self._model(source, config, mesh, request.hub_cache)
+        return jax_sampling.greedy_completions(
+            model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size
+        )
