@@ -88,6 +88,12 @@ def run_manifest(run: MilestoneRun) -> dict[str, Any]:
         "run_shape": spec.run.model_dump(exclude_none=True),
         "steps_completed": len(run.record.steps),
     }
+    if run.options.reevaluates is not None:
+        manifest["reevaluates"] = {
+            "run_id": run.options.reevaluates.name,
+            "path": str(run.options.reevaluates),
+            "note": "no training in this run: the earlier run's checkpoint is evaluated anew",
+        }
     if run.record.train_result:
         manifest["device"] = run.record.train_result.device
     if any(run.record.judgements.values()):

@@ -34,6 +34,12 @@ def _attempted(run: MilestoneRun) -> list[str]:
         ]
     training = run.milestone.training
     run_length = f"{spec.run.max_steps} steps" if spec.run.max_steps else f"{spec.run.epochs} epoch(s)"
+    earlier = run.options.reevaluates
+    if earlier is not None:
+        return [
+            f"**Re-evaluation**: no training in this run. The checkpoint of `{earlier.name}` "
+            f"(model `{spec.model}`, {spec.backend} backend) is evaluated anew on `{spec.evalset}`."
+        ]
     return [
         f"Model `{spec.model}` with the {spec.backend} backend, training config "
         f"`{spec.training_config}` (batch {training.batch_size}, sequence length "

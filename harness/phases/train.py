@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TextIO
 
 from harness.evidence import bundle
+from harness.evidence.earlier_run import taken_over
 from harness.evidence.plots import loss_curve_png
 from harness.evidence.writers import training_metrics
 from harness.phases.rehearsal import model_place
@@ -65,9 +67,12 @@ class StepLogger:
 
 
 def train(run: MilestoneRun, trainer: Trainer) -> TrainResult:
-    """Train the milestone's model; metrics so far are written even when training stops early."""
+    """Train the milestone's model; metrics so far are written even when training stops early.
+    With --reevaluate, take over the earlier bundle's checkpoint instead."""
     request = build_request(run)
     run.record.training_request = request
+    if run.options.reevaluates is not None:
+        return take_over(run, run.options.reevaluates)
     with (run.run_dir / bundle.TRAINING_LOG).open("a", encoding="utf-8") as log:
         log.write(
             f"# {run.run_id}: {request.model_source} on {request.device} ({trainer.backend}), "
@@ -86,6 +91,22 @@ def train(run: MilestoneRun, trainer: Trainer) -> TrainResult:
         # An hf: model that pre-flight left to training to fetch is on this machine now.
         run.record.model_lineage = model_lineage(request.model_source, request.hub_cache)
     write_training_metrics(run)
+    return result
+
+
+def take_over(run: MilestoneRun, earlier: Path) -> TrainResult:
+    """No training: the earlier bundle's checkpoint (linked, not copied) and its training record,
+    for the evaluate phase to score anew."""
+    request = run.record.training_request
+    assert request is not None
+    result = taken_over(earlier, request.checkpoint_dir, request.device)
+    run.record.steps = list(result.steps)
+    run.record.train_result = result
+    line = f"# {run.run_id}: no training; re-evaluates the checkpoint of {earlier.name}\n"
+    bundle.write_text(run.run_dir / bundle.TRAINING_LOG, line)
+    write_training_metrics(run)
+    write_loss_curve(run)
+    run.progress(f"train: no training, the checkpoint of {earlier.name} is evaluated anew")
     return result
 
 

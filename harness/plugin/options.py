@@ -45,6 +45,15 @@ def _add_run_options(group: Any) -> None:
         "verified, a delta table goes into the summary, and 'baseline' in criteria resolves to it.",
     )
     group.addoption(
+        "--reevaluate",
+        dest="reevaluate",
+        default=None,
+        metavar="PATH",
+        help="Evaluate anew the checkpoint of an earlier bundle of the milestone (e.g. "
+        "submission_runs/smoke_v1, verified first) instead of training: a new bundle that names "
+        "its source, for a scorer fix that needs no retraining. The earlier bundle is not touched.",
+    )
+    group.addoption(
         "--update-goldens",
         dest="update_goldens",
         action="store_true",

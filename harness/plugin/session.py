@@ -36,7 +36,12 @@ from harness.plugin.report import (
     place_report,
     redact_report,
 )
-from harness.plugin.startup import baseline_for, refuse_golden_update, refuse_snapshot_update
+from harness.plugin.startup import (
+    baseline_for,
+    reevaluation_source,
+    refuse_golden_update,
+    refuse_snapshot_update,
+)
 from harness.record.failures import Cause, PhaseBlocked, classify, has_traceback, show_in_one_line
 from harness.record.measurements import Baseline
 from harness.record.outcomes import PhaseOutcome, Status, describe
@@ -63,6 +68,7 @@ class MilestoneSession:
         self.locks: dict[str, FileLock] = {}
         self.unselected: list[Path] = []
         self.baselines: dict[str, Baseline | None] = {}
+        self.reevaluates: Path | None = None
         self.interrupts = Interrupts()
         self.last_failed = WholeMilestoneRerun(self.runs)
 
@@ -78,6 +84,7 @@ class MilestoneSession:
             milestones = [rehearse(m) if isinstance(m, Milestone) else m for m in milestones]
         session = cls(config, milestones, root, runs_root(config))
         session.baselines = {m.id: baseline_for(config, m, root) for m in milestones}
+        session.reevaluates = reevaluation_source(config, milestones, root)
         if config.option.update_goldens:
             refuse_golden_update(config, root)
         if _updates_snapshots(config):
@@ -107,7 +114,11 @@ class MilestoneSession:
         for milestone in self.milestones:
             run_dir, record = records[milestone.id]
             options = RunOptions(
-                self.progress, allowed, self.baselines.get(milestone.id), **updates
+                self.progress,
+                allowed,
+                self.baselines.get(milestone.id),
+                reevaluates=self.reevaluates,
+                **updates,
             )
             self.runs[milestone.id] = MilestoneRun(milestone, self.root, run_dir, options, record)
         if report is not None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.evidence.baseline import BaselineError, load_baseline
+from harness.evidence.earlier_run import EarlierRunError, check_earlier_run
 from harness.probes.git import GitError, dirty_paths, git_top
 from harness.record.measurements import Baseline
 from harness.spec.milestones import FreezeMilestone, Milestone
@@ -31,6 +32,21 @@ def baseline_for(config: pytest.Config, milestone: Milestone | FreezeMilestone, 
         return load_baseline((root / given).resolve())
     except BaselineError as error:
         raise pytest.UsageError(f"--baseline: {error}") from None
+
+
+def reevaluation_source(
+    config: pytest.Config, milestones: list[Milestone | FreezeMilestone], root: Path
+) -> Path | None:
+    """The verified earlier bundle --reevaluate names, for the one training milestone selected."""
+    given = config.option.reevaluate
+    if given is None:
+        return None
+    if len(milestones) != 1 or not isinstance(milestones[0], Milestone):
+        raise pytest.UsageError("--reevaluate: select exactly one training milestone")
+    try:
+        return check_earlier_run((root / given).resolve(), milestones[0].id)
+    except EarlierRunError as error:
+        raise pytest.UsageError(f"--reevaluate: {error}") from None
 
 
 def refuse_snapshot_update(config: pytest.Config, milestones: list[Milestone | FreezeMilestone]) -> None:

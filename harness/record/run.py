@@ -40,6 +40,8 @@ class RunOptions:
     baseline: Baseline | None = None
     update_goldens: bool = False
     update_snapshots: bool = False
+    reevaluates: Path | None = None
+    """An earlier bundle whose checkpoint this run evaluates anew instead of training one."""
 
 
 @dataclass
