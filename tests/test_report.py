@@ -63,10 +63,21 @@ def test_the_report_shows_environment_phases_plots_and_predictions(mini: MiniPro
     assert data["environment"]["commit"] == commit
     assert data["environment"]["torch"] == torch.__version__
     assert "gpu" in data["environment"]
+    assert "Packages" not in data["environment"]  # a few lines: the verdict follows on screen
+
+    # The first screen leads with the verdict: numbers with intervals, criteria, both plots.
+    page = report.read_text()
+    first = page[page.index('class="additional-summary prefix"') : page.index('id="results-table"')]
+    assert "mini mini_v1: " in first and ">passed</span>" in first
+    results = json.loads((mini.bundle("mini_v1") / "evaluation_results.json").read_text())
+    low, high = results["accuracy_interval"]["low"], results["accuracy_interval"]["high"]
+    assert f"{results['accuracy']:.1%} [{low:.1%}, {high:.1%}] of 5" in html.unescape(first)
+    assert "<caption>Acceptance criteria</caption>" in first and "eval.count" in first
+    assert first.count('src="data:image/png;base64,') == 2
 
     rows = phase_rows(data, "mini")
     assert list(rows) == list(PHASES)
-    assert all(phase_outcome(row) == "passed: completed: completed" for row in rows.values())
+    assert all(phase_outcome(row) == "passed" for row in rows.values())
     images = extras_of(rows["train"], "image")
     assert [image["name"] for image in images] == ["loss and learning rate"]
     assert base64.b64decode(images[0]["content"].partition("base64,")[2]).startswith(PNG_MAGIC)
@@ -121,7 +132,7 @@ def test_skipped_phases_carry_their_reason_in_the_report_and_the_journal(mini: M
         assert any(html.escape(shown) in e["content"] for e in extras_of(rows[phase], "html")), (
             phase
         )
-    assert phase_outcome(rows["summary"]) == "passed: completed: completed"
+    assert phase_outcome(rows["summary"]) == "passed"
     journal = (mini.bundle("mini-gpu_v1") / "journal.md").read_text()
     assert journal.count("\n## ") == len(PHASES)
     assert "- reason: preflight skipped: needs test hardware" in journal
@@ -134,5 +145,5 @@ def test_a_killed_session_leaves_a_report_of_the_phases_that_ran(mini: MiniProje
     data = report_data(mini.bundle("mini-long_v1") / "report.html")
     rows = phase_rows(data, "mini-long")
     assert list(rows) == ["preflight", "guardrails-before"]
-    assert all(phase_outcome(row) == "passed: completed: completed" for row in rows.values())
+    assert all(phase_outcome(row) == "passed" for row in rows.values())
     assert data["environment"]["commit"] == mini.git("rev-parse", "HEAD").strip()

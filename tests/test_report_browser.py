@@ -65,7 +65,14 @@ PAGE_FACTS = """() => {
             .map((image) => ({complete: image.complete, width: image.naturalWidth})),
         predictions: body.querySelectorAll('table.predictions tr').length,
     }));
-    return {environment, rows};
+    const verdict = [...document.querySelectorAll('.tunix-verdict')].map((section) => ({
+        heading: section.querySelector('h2')?.textContent ?? '',
+        top: section.getBoundingClientRect().top,
+        plots: [...section.querySelectorAll('img')]
+            .map((image) => ({complete: image.complete, width: image.naturalWidth})),
+    }));
+    const table = document.querySelector('#results-table').getBoundingClientRect().top;
+    return {environment, rows, verdict, table};
 }"""
 
 
@@ -110,7 +117,13 @@ def test_the_report_renders_offline_with_environment_phases_plot_and_predictions
     rows = {row["test"].split("::")[1].split("[")[0]: row for row in facts["rows"]}
     assert list(rows) == [f"test_{phase.replace('-', '_')}" for phase in PHASES]
     for row in rows.values():
-        assert row["result"] == "Passed" and row["phase"] == "passed: completed: completed", row
+        assert row["result"] == "Passed" and row["phase"] == "passed", row
+
+    # The verdict and its plots come first, above the table of phases, shown without a click.
+    [verdict] = facts["verdict"]
+    assert verdict["heading"] == "mini mini_v1: passed" and verdict["top"] < facts["table"]
+    assert len(verdict["plots"]) == 2
+    assert all(image["complete"] and image["width"] > 0 for image in verdict["plots"])
 
     plots = rows["test_train"]["images"]
     assert plots and all(image["complete"] and image["width"] > 0 for image in plots), plots

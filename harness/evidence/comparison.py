@@ -21,6 +21,8 @@ def _facts(compared: PairedComparison) -> dict[str, Any]:
     return {
         "against": compared.against,
         "items": compared.items,
+        "correct_before": compared.correct_before,
+        "correct_after": compared.correct_after,
         "accuracy_before": compared.accuracy_before,
         "accuracy_after": compared.accuracy_after,
         "accuracy_delta": compared.accuracy_delta,

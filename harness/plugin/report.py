@@ -17,6 +17,7 @@ from pytest_metadata.plugin import metadata_key
 
 from harness.evidence import bundle
 from harness.evidence.redact import secret_values
+from harness.evidence.verdict_html import STYLE, verdict_html
 from harness.spec.phase_order import EVALUATE, PREFLIGHT, SUMMARY, TRAIN
 
 if TYPE_CHECKING:
@@ -25,6 +26,10 @@ if TYPE_CHECKING:
     from harness.spec.criteria import Judgement
 
 SHOWN_PREDICTIONS = 20
+# The environment table sits above the verdict in pytest-html's page: it holds the facts that
+# tell where the run happened, no more (pytest-metadata's own are in env_snapshot.txt too).
+ENVIRONMENT_SHOWN = ("commit", "dirty", "os", "devices", "torch", "jax", "gpu")
+PYTEST_METADATA_KEYS = ("Python", "Platform", "Packages", "Plugins")
 # What a phase's report carries to the process that writes the HTML (the xdist controller): user
 # properties travel with the report.
 PHASE_OUTCOME = "tunix-rt phase outcome"
@@ -55,6 +60,14 @@ class ReportPlugin:
         self.report_data = report
         runs = ", ".join(f"{run.milestone.id} ({run.run_id})" for run in self.session.runs.values())
         report.title = f"tunix-rt milestone report: {runs}"
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_html_results_summary(
+        self, prefix: list[str], summary: list[str], postfix: list[str], session: pytest.Session
+    ) -> None:
+        """The first screen: each run's verdict, numbers, criteria, comparison and plots, from its
+        bundle as the session closed it (under xdist the phases ran in a worker)."""
+        prefix.extend([STYLE, *(verdict_html(run.run_dir) for run in self.session.runs.values())])
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_html_results_table_header(self, cells: list[str]) -> None:
@@ -97,9 +110,12 @@ class ReportPlugin:
         return Path(str(self.session.config.option.htmlpath)).resolve().parent
 
     def show_environment(self, facts: dict[str, str]) -> None:
-        """Put the pre-flight snapshot at the top of the environment table of every later write."""
+        """Make the environment table, above the verdict, a few lines: the run's key facts (the
+        whole snapshot is env_snapshot.txt) and what the user added with --metadata."""
         config = self.session.config
-        metadata = {**facts, **config.stash.get(metadata_key, {})}
+        given = config.stash.get(metadata_key, {})
+        added = {key: value for key, value in given.items() if key not in PYTEST_METADATA_KEYS}
+        metadata = {**facts, **added}
         config.stash[metadata_key] = metadata
         if self.report_data is not None:
             self.report_data.set_data("environment", metadata)
@@ -158,14 +174,17 @@ def move_report(config: pytest.Config, report: Path) -> None:
 
 
 def outcome_line(run: MilestoneRun, phase: str) -> str:
+    """``passed``, or the status, cause class and reason of a phase that did not pass."""
     outcome = run.outcome_of(phase)
+    if outcome.ok:
+        return str(outcome.status)
     return f"{outcome.status}: {outcome.cause}: {outcome.reason}"
 
 
 def environment(run: MilestoneRun) -> dict[str, str]:
-    """The snapshot facts and the GPU line, HTML-escaped: pytest-html inserts values as HTML."""
+    """The key snapshot facts and the GPU line, HTML-escaped: pytest-html inserts values as HTML."""
     facts = {**run.record.env, "gpu": gpu_line(run.run_dir / bundle.GPU_SNAPSHOT)}
-    return {key: escape(value) for key, value in facts.items()}
+    return {key: escape(facts[key]) for key in ENVIRONMENT_SHOWN if key in facts}
 
 
 def gpu_line(path: Path) -> str:
