@@ -39,8 +39,8 @@ def _answers_found(rescored: Rescoring) -> dict[str, int]:
 
 
 def rescoring_document(rescored: Rescoring, source: Source) -> dict[str, Any]:
-    """The JSON of ``score --out``: the files and keys, then what ``evaluation_results.json``
-    holds, then what did not match."""
+    """The JSON of ``score --out``: the files and keys read, the scores as
+    ``evaluation_results.json`` holds them, where the answers were found, what did not match."""
     return {
         "predictions": str(source.predictions),
         "evalset": str(source.evalset),
