@@ -20,6 +20,9 @@ from harness.evidence import bundle
 from harness.evidence.baseline import BaselineError, load_baseline
 from harness.evidence.measurements import measure_bundle
 from harness.evidence.verify import bundle_files, write_checksums
+from harness.evidence.writers import scores
+from harness.record.evaluation import CategoryScore
+from harness.record.statistics import INTERVAL_METHOD
 
 if TYPE_CHECKING:
     from tests.conftest import MiniProject
@@ -59,9 +62,10 @@ def assemble(run_dir: Path, milestone: str = "mini") -> Path:
                "model": "random:tiny-gemma", "steps_planned": 2, "steps_completed": 2,
                "completed": True, "tokens_counted": 600, "per_step": steps, "runtime_s": 1.0,
                "tokens_per_s": 600.0, "samples_per_s": 8.0}
-    category = {"count": 5, "accuracy": 0.4, "format_compliance": 0.8}
+    category = scores(CategoryScore(count=5, correct=2, format_ok=4))
     results = {"milestone": milestone, "run_id": run_id, "evalset": milestone, **category,
-               "per_category": {"arithmetic": category}, "runtime_s": 1.0, "items_per_s": 5.0}
+               "interval_method": INTERVAL_METHOD, "per_category": {"arithmetic": category},
+               "runtime_s": 1.0, "items_per_s": 5.0}
     bundle.write_json(run_dir / bundle.RUN_MANIFEST, manifest(milestone, run_id))
     bundle.write_json(run_dir / bundle.TRAINING_METRICS, metrics)
     bundle.write_json(run_dir / bundle.EVALUATION_RESULTS, results)

@@ -15,7 +15,7 @@ from harness.record.measurements import measure
 from harness.record.run import MilestoneRun
 
 
-def _read(run_dir: Path, name: str) -> dict[str, Any]:
+def read_or_empty(run_dir: Path, name: str) -> dict[str, Any]:
     """The JSON object in ``name``, or nothing: never through a symlink."""
     try:
         return read_object(run_dir, name)
@@ -26,10 +26,10 @@ def _read(run_dir: Path, name: str) -> dict[str, Any]:
 def measure_bundle(run_dir: Path) -> dict[str, float]:
     """Every registry metric that the bundle in ``run_dir`` holds so far."""
     return measure(
-        _read(run_dir, bundle.RUN_MANIFEST),
-        _read(run_dir, bundle.TRAINING_METRICS),
-        _read(run_dir, bundle.EVALUATION_RESULTS),
-        _read(run_dir, bundle.BASE_EVALUATION_RESULTS),
+        read_or_empty(run_dir, bundle.RUN_MANIFEST),
+        read_or_empty(run_dir, bundle.TRAINING_METRICS),
+        read_or_empty(run_dir, bundle.EVALUATION_RESULTS),
+        read_or_empty(run_dir, bundle.BASE_EVALUATION_RESULTS),
     )
 
 

@@ -1,4 +1,5 @@
-"""PNG plots of a run for the bundle and the report: the loss curve and accuracy per category."""
+"""PNG plots of a run for the bundle and the report: the loss curve and accuracy per category;
+and the loss curves of several runs overlaid, for ``python -m harness compare``."""
 
 from __future__ import annotations
 
@@ -29,6 +30,21 @@ def loss_curve_png(steps: Sequence[StepRecord]) -> bytes:
     lr_axes.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
     lr_axes.grid(alpha=0.3)
     lr_axes.xaxis.set_major_locator(_integer_ticks())
+    return _png(figure)
+
+
+def loss_curves_png(curves: Mapping[str, Sequence[tuple[int, float]]]) -> bytes:
+    """Several runs' per-step losses on one pair of axes, one line and legend entry per run."""
+    figure = _figure(height=4.5)
+    axes = figure.subplots()
+    for label, points in curves.items():
+        axes.plot([p[0] for p in points], [p[1] for p in points], linewidth=1.2, label=label)
+    axes.set_xlabel("step")
+    axes.set_ylabel("loss")
+    axes.set_title(f"Training loss of {len(curves)} runs")
+    axes.legend(fontsize=8)
+    axes.grid(alpha=0.3)
+    axes.xaxis.set_major_locator(_integer_ticks())
     return _png(figure)
 
 

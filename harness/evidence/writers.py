@@ -3,6 +3,7 @@ nothing (the derived metrics come from ``harness.record.metrics``)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from harness.record.evaluation import CategoryScore, EvalResult
@@ -121,6 +122,15 @@ def scores(scored: CategoryScore) -> dict[str, Any]:
     }
 
 
+def scored(result: EvalResult) -> dict[str, Any]:
+    """Accuracy and format compliance with their intervals, overall and per category."""
+    return {
+        **scores(result.overall),
+        "interval_method": INTERVAL_METHOD,
+        "per_category": {name: scores(c) for name, c in result.per_category.items()},
+    }
+
+
 def evaluation_results(run: MilestoneRun, result: EvalResult) -> dict[str, Any]:
     """``evaluation_results.json`` (or the base model's): accuracy and format compliance with their
     intervals, overall and per category."""
@@ -128,9 +138,7 @@ def evaluation_results(run: MilestoneRun, result: EvalResult) -> dict[str, Any]:
         "milestone": run.milestone.id,
         "run_id": run.run_id,
         "evalset": run.milestone.spec.evalset,
-        **scores(result.overall),
-        "interval_method": INTERVAL_METHOD,
-        "per_category": {name: scores(c) for name, c in result.per_category.items()},
+        **scored(result),
         "runtime_s": result.runtime_s,
         "items_per_s": result.count / result.runtime_s if result.runtime_s else 0.0,
     }
@@ -154,20 +162,29 @@ def evaluation_summary(run: MilestoneRun, result: EvalResult) -> str:
         f"- intervals: {INTERVAL_METHOD}",
         f"- generation time: {result.runtime_s:.1f} s (greedy, batched, KV cache)",
         "",
-        "| category | items | accuracy | format compliance |",
-        "| --- | ---: | ---: | ---: |",
+        *category_table(result.per_category),
+        "",
+        "## First predictions",
+        "",
+        "| id | expected | answer | correct |",
+        "| --- | --- | --- | --- |",
     ]
-    lines += [
-        f"| {name} | {c.count} | {rate_with_interval(c.accuracy, c.accuracy_interval)} | "
-        f"{rate_with_interval(c.format_compliance, c.format_interval)} |"
-        for name, c in result.per_category.items()
-    ]
-    lines += ["", "## First predictions", "", "| id | expected | answer | correct |", "| --- | --- | --- | --- |"]
     lines += [
         f"| {p.id} | {p.expected} | {cell(p.answer or '(none)')} | {'yes' if p.correct else 'no'} |"
         for p in result.predictions[:10]
     ]
     return "\n".join(lines) + "\n"
+
+
+def category_table(rows: Mapping[str, CategoryScore]) -> list[str]:
+    """A markdown table of items, accuracy and format compliance, with intervals, per row."""
+    lines = ["| category | items | accuracy | format compliance |", "| --- | ---: | ---: | ---: |"]
+    lines += [
+        f"| {cell(name)} | {c.count} | {rate_with_interval(c.accuracy, c.accuracy_interval)} | "
+        f"{rate_with_interval(c.format_compliance, c.format_interval)} |"
+        for name, c in rows.items()
+    ]
+    return lines
 
 
 def cell(text: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import ErrorDetails
@@ -87,6 +87,14 @@ class EvalItem(_Record):
 _Model = TypeVar("_Model", bound=BaseModel)
 
 
+class _HasId(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+_Identified = TypeVar("_Identified", bound=_HasId)
+
+
 def load_traces(path: Path) -> list[Trace]:
     """Load and validate every trace of a dataset folder or a .jsonl file."""
     file = path / TRACES_FILE if path.is_dir() else path
@@ -95,16 +103,22 @@ def load_traces(path: Path) -> list[Trace]:
 
 def load_evalset(path: Path) -> list[EvalItem]:
     """Load and validate an evalset .jsonl file; ids must be unique."""
-    items: list[EvalItem] = []
+    return read_unique(path, lambda lineno, obj: _validate(EvalItem, path, lineno, obj))
+
+
+def read_unique(path: Path, read: Callable[[int, object], _Identified]) -> list[_Identified]:
+    """Every line of a JSON Lines file made a record by ``read(line number, value)``; an id
+    already seen on an earlier line is an error naming both lines."""
+    records: list[_Identified] = []
     first_line: dict[str, int] = {}
     for lineno, obj in _read_records(path):
-        item = _validate(EvalItem, path, lineno, obj)
-        if item.id in first_line:
-            first = first_line[item.id]
-            raise _error(path, lineno, f"duplicate id '{item.id}' (first on line {first})")
-        first_line[item.id] = lineno
-        items.append(item)
-    return items
+        record = read(lineno, obj)
+        if record.id in first_line:
+            first = first_line[record.id]
+            raise line_error(path, lineno, f"duplicate id '{record.id}' (first on line {first})")
+        first_line[record.id] = lineno
+        records.append(record)
+    return records
 
 
 def dataset_folder(root: Path, name: str) -> Path:
@@ -194,19 +208,19 @@ def _parse_line(path: Path, lineno: int, line: bytes) -> object:
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise _error(path, lineno, "not valid UTF-8") from err
+        raise line_error(path, lineno, "not valid UTF-8") from err
     if not text.strip():
-        raise _error(path, lineno, "blank line")
+        raise line_error(path, lineno, "blank line")
     try:
         return json.loads(text, object_pairs_hook=_unique_keys)
     except _DuplicateKeyError as err:
-        raise _error(path, lineno, f"duplicate key '{err.key}'") from err
+        raise line_error(path, lineno, f"duplicate key '{err.key}'") from err
     except json.JSONDecodeError as err:
-        raise _error(path, lineno, f"invalid JSON ({err.msg})") from err
+        raise line_error(path, lineno, f"invalid JSON ({err.msg})") from err
     except RecursionError as err:
-        raise _error(path, lineno, "invalid JSON (nested too deeply)") from err
+        raise line_error(path, lineno, "invalid JSON (nested too deeply)") from err
     except ValueError as err:
-        raise _error(path, lineno, f"invalid JSON ({err})") from err
+        raise line_error(path, lineno, f"invalid JSON ({err})") from err
 
 
 class _DuplicateKeyError(Exception):
@@ -232,7 +246,7 @@ def _validate(model: type[_Model], path: Path, lineno: int, obj: object) -> _Mod
     try:
         return model.model_validate(obj)
     except ValidationError as err:
-        raise _error(path, lineno, _describe(err.errors(include_url=False)[0])) from err
+        raise line_error(path, lineno, _describe(err.errors(include_url=False)[0])) from err
 
 
 def _describe(error: ErrorDetails) -> str:
@@ -245,7 +259,7 @@ def _describe(error: ErrorDetails) -> str:
         return f"unknown key '{key}'"
     subject = f"key '{key}'" if key else "record"
     if kind in _EXPECTED_TYPES:
-        return f"{subject} must be {_EXPECTED_TYPES[kind]}, got {_json_type(error['input'])}"
+        return f"{subject} must be {_EXPECTED_TYPES[kind]}, got {json_type(error['input'])}"
     if kind == "literal_error":
         allowed = error.get("ctx", {}).get("expected", "one of the allowed values")
         return f"{subject} must be {allowed}"
@@ -254,7 +268,7 @@ def _describe(error: ErrorDetails) -> str:
     return f"{subject}: {error['msg']}"
 
 
-def _json_type(value: object) -> str:
+def json_type(value: object) -> str:
     """The JSON name of a parsed value's type."""
     if value is None:
         return "null"
@@ -264,7 +278,7 @@ def _json_type(value: object) -> str:
     return type(value).__name__
 
 
-def _error(path: Path, lineno: int, what: str) -> DataError:
+def line_error(path: Path, lineno: int, what: str) -> DataError:
     """A DataError located at a file line."""
     return DataError(printable(f"{path}:{lineno}: {what}"))
 
