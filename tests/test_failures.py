@@ -98,7 +98,7 @@ def test_sigkill_leaves_a_readable_bundle_that_the_next_session_marks_interrupte
     before = {p.name: p.read_bytes() for p in killed.iterdir() if p.is_file()}
     assert json.loads(before["run_manifest.json"])["phases"]["preflight"]["status"] == "passed"
 
-    mini.run("--milestone", "mini-long", "-k", "preflight").assert_outcomes(passed=1, deselected=9)
+    mini.run("--milestone", "mini-long", "-k", "preflight").assert_outcomes(passed=1, deselected=10)
     manifest = mini.manifest("mini-long_v1")
     assert manifest["interrupted"] is True and manifest["interrupted_noticed_by"] == "mini-long_v2"
     text = analysis(mini, "mini-long_v1")

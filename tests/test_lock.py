@@ -61,7 +61,7 @@ def test_freeze_once_then_every_change_of_a_frozen_byte_is_caught(mini: MiniProj
     committed = lock_file.read_text()
     lock_file.write_text(committed.replace(first_sha, "0" * 64))
     edited = mini.run("--milestone", "mini-freeze")
-    edited.assert_outcomes(passed=7, failed=1, deselected=2)
+    edited.assert_outcomes(passed=7, failed=1, deselected=3)
     mismatch = (
         "frozen mini-freeze: submission_runs/mini-freeze/submission.zip does not match its lock "
         "configs/frozen/mini-freeze.json"
@@ -80,7 +80,7 @@ def test_freeze_once_then_every_change_of_a_frozen_byte_is_caught(mini: MiniProj
     changed[len(changed) // 2] ^= 0xFF
     (mini.path / "submission_runs" / "mini-freeze" / "submission.zip").write_bytes(bytes(changed))
     lock = mini.run("--milestone", "mini-freeze")
-    lock.assert_outcomes(passed=5, failed=2, skipped=1, deselected=2)
+    lock.assert_outcomes(passed=5, failed=2, skipped=1, deselected=3)
     phases = mini.manifest("mini-freeze_v4")["phases"]
     assert "differs from the frozen submission_runs/mini-freeze/" in phases["build"]["reason"]
     assert phases["validate"]["status"] == "failed" and phases["lock"]["status"] == "skipped"

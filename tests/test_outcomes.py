@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def smoke_milestone() -> Milestone:
-    return MilestoneRegistry(ROOT).load("smoke")
+    """The smoke milestone with the plain phase order (no evaluate-base)."""
+    smoke = MilestoneRegistry(ROOT).load("smoke")
+    assert isinstance(smoke, Milestone)
+    spec = smoke.spec.model_copy(update={"evaluate_base": False})
+    return dataclasses.replace(smoke, spec=spec)
 
 
 @pytest.fixture

@@ -15,10 +15,11 @@ from harness.record.run import MilestoneRun, RunOptions
 from harness.spec.data import file_sha256
 from harness.spec.milestones import Milestone
 from harness.spec.phase_order import (
+    BASE_EVAL_PHASES,
     EVALUATE,
+    EVALUATE_BASE,
     EVIDENCE,
     GUARDRAILS_BEFORE,
-    PHASES,
     PREFLIGHT,
     SUMMARY,
     TRAIN,
@@ -61,6 +62,7 @@ def _step(step: int, loss: float, lr: float) -> StepRecord:
 def _record_failed_train(run: MilestoneRun) -> None:
     run.record.add_outcome(_passed(PREFLIGHT))
     run.record.add_outcome(_passed(GUARDRAILS_BEFORE))
+    run.record.add_outcome(_passed(EVALUATE_BASE))  # the smoke spec scores the base model first
     run.record.steps += [_step(1, loss=3.2109, lr=1.5e-4), _step(2, loss=2.8765, lr=3.0e-4)]
     run.record.add_outcome(_outcome(TRAIN, Status.FAILED, Cause.OUT_OF_MEMORY, OOM_REASON))
     run.record.add_outcome(_outcome(EVALUATE, Status.SKIPPED, Cause.BLOCKED, f"train failed: {OOM_REASON}"))
@@ -85,7 +87,7 @@ def test_manifest_has_real_values_only(run: MilestoneRun) -> None:
         "records": 550,
     }
     assert manifest["evalset"]["records"] == 100
-    assert set(manifest["phases"]) == set(PHASES)
+    assert set(manifest["phases"]) == set(BASE_EVAL_PHASES)
     assert manifest["phases"][TRAIN]["cause"] == "out of memory"
     assert manifest["phases"][SUMMARY]["status"] == "not run"
 
@@ -110,7 +112,7 @@ def test_summary_has_closing_statement_and_a_row_per_phase(
     text = (run.run_dir / "smoke_summary.md").read_text(encoding="utf-8")
     assert smoke.spec.closing_statement in text
     assert "Verdict: **train failed**" in text
-    for phase in PHASES:
+    for phase in smoke.spec.phases:
         assert sum(line.startswith(f"| {phase} | ") for line in text.splitlines()) == 1
     assert f"| {TRAIN} | failed | out of memory | {OOM_REASON} |" in text
     assert f"| {SUMMARY} | not run |" in text
@@ -142,7 +144,7 @@ def test_failure_analysis_is_removed_once_every_phase_passed(run: MilestoneRun) 
     _record_failed_train(run)
     write_documents(run)
     assert (run.run_dir / bundle.FAILURE_ANALYSIS).is_file()
-    for phase in PHASES:
+    for phase in run.phases:
         run.record.add_outcome(_passed(phase))
     write_documents(run)
     assert not (run.run_dir / bundle.FAILURE_ANALYSIS).exists()
