@@ -20,6 +20,7 @@ from harness.spec.data import DataError, file_sha256, load_traces
 from harness.spec.milestones import Milestone
 from harness.spec.registry import MilestoneRegistry
 from harness.spec.yaml_files import SpecError, read_yaml
+from tests.mounts import read_only, tree_state
 
 if TYPE_CHECKING:
     from tests.conftest import MiniProject
@@ -158,7 +159,7 @@ def test_a_symlinked_dataset_is_recorded_at_its_target(
     edit(spec_file(project), dataset="linked")
     milestone = MilestoneRegistry(project).load("smoke")
     assert isinstance(milestone, Milestone)
-    assert milestone.dataset_path == (outside / "reasoning").resolve()
+    assert milestone.dataset_path == (outside / "reasoning" / "traces.jsonl").resolve()
     facts = manifest_of(project, tmp_path)["dataset"]
     assert (
         facts["resolved_path"]
@@ -168,31 +169,86 @@ def test_a_symlinked_dataset_is_recorded_at_its_target(
     assert facts["as_written"] == "linked"
 
 
-def test_a_dataset_folder_without_traces_is_a_spec_error(project: Path, outside: Path) -> None:
+def test_a_dataset_folder_without_data_is_a_spec_error(project: Path, outside: Path) -> None:
     (outside / "empty").mkdir()
     edit(spec_file(project), dataset=str(outside / "empty"))
     message = load_error(project)
-    assert message.startswith(f"{spec_file(project)}: key 'dataset': no traces.jsonl in ")
+    assert message == (
+        f"{spec_file(project)}: key 'dataset': "
+        f"no .jsonl file in the dataset folder {outside / 'empty'}"
+    )
+
+
+def test_an_ambiguous_data_folder_is_a_spec_error_naming_it(project: Path, outside: Path) -> None:
+    write_lines(outside / "my-data" / "dataset.jsonl", TRACES[:2])
+    write_lines(outside / "my-data" / "evalset.jsonl", ITEMS[:2])
+    edit(spec_file(project), evalset=str(outside / "my-data"))
+    assert load_error(project) == (
+        f"{spec_file(project)}: key 'evalset': the evalset folder {outside / 'my-data'} holds 2 "
+        ".jsonl files (dataset.jsonl, evalset.jsonl): name one"
+    )
+
+
+def test_data_files_of_any_name_are_read_and_recorded_where_they_are(
+    project: Path, outside: Path, tmp_path: Path
+) -> None:
+    dataset = write_lines(outside / "my-data" / "dataset.jsonl", TRACES[:5])
+    evalset = write_lines(outside / "held-out" / "questions.jsonl", ITEMS[:4])
+    edit(spec_file(project), dataset=str(dataset), evalset=str(evalset.parent))
+    manifest = manifest_of(project, tmp_path)
+    assert manifest["dataset"] == {
+        "path": str(dataset),
+        "resolved_path": str(dataset),
+        "as_written": str(dataset),
+        "sha256": file_sha256(dataset),
+        "records": 5,
+    }
+    assert manifest["evalset"]["resolved_path"] == str(evalset)
+    assert manifest["evalset"]["as_written"] == str(evalset.parent)
+    assert manifest["evalset"]["records"] == 4
+    assert not (project / "datasets" / "my-data").exists()
 
 
 @pytest.mark.slow
 @NEEDS_TORCH
-def test_a_run_reading_its_data_outside_the_project_documents_it(mini: MiniProject) -> None:
-    mount = mini.pytester.path / "kaggle" / "input"
-    (mount / "mini").mkdir(parents=True)
-    shutil.copy(mini.path / "datasets" / "mini" / "traces.jsonl", mount / "mini" / "traces.jsonl")
-    shutil.copy(mini.path / "evalsets" / "mini.jsonl", mount / "mini.jsonl")
+def test_a_run_reading_its_data_from_a_read_only_mount_documents_it_and_leaves_it_untouched(
+    mini: MiniProject,
+) -> None:
+    mount = mini.pytester.path / "kaggle" / "input" / "my-data"
+    dataset = mount / "dataset.jsonl"
+    traces = mini.path / "datasets" / "mini" / "traces.jsonl"
+    write_lines(dataset, traces.read_text(encoding="utf-8").splitlines())
+    items = (mini.path / "evalsets" / "mini.jsonl").read_text(encoding="utf-8").splitlines()
+    own = [
+        json.dumps(json.loads(line) | {"section": "ab"[i % 2], "difficulty": i})
+        for i, line in enumerate(items)
+    ]
+    evalset = write_lines(mount / "held-out" / "questions.jsonl", own)
     spec = mini.path / "configs" / "milestones" / "mini.yaml"
-    text = spec.read_text(encoding="utf-8").replace("dataset: mini", f"dataset: {mount / 'mini'}")
-    spec.write_text(
-        text.replace("evalset: mini", f"evalset: {mount / 'mini.jsonl'}"), encoding="utf-8"
-    )
+    text = spec.read_text(encoding="utf-8").replace("dataset: mini", f"dataset: {dataset}")
+    text = text.replace("evalset: mini", f"evalset: {evalset.parent}")
+    spec.write_text(text + "evaluation: {breakdown: [section]}\n", encoding="utf-8")
     mini.commit("data read from a read-only mount")
-    mini.run("--milestone", "mini").assert_outcomes(passed=7)
+    with read_only(mount) as before:
+        mini.run("--milestone", "mini").assert_outcomes(passed=7)
+        assert tree_state(mount) == before
     manifest = mini.manifest("mini_v1")
-    assert manifest["dataset"]["resolved_path"] == str((mount / "mini" / "traces.jsonl").resolve())
-    assert manifest["evalset"]["as_written"] == str(mount / "mini.jsonl")
+    assert manifest["dataset"]["resolved_path"] == str(dataset.resolve())
+    assert manifest["dataset"]["sha256"] == file_sha256(dataset)
+    assert manifest["evalset"]["as_written"] == str(evalset.parent)
+    assert manifest["evalset"]["resolved_path"] == str(evalset.resolve())
     assert manifest["evalset"]["records"] == 5
+    run_dir = mini.bundle("mini_v1")
+    lines = (run_dir / "predictions.jsonl").read_text(encoding="utf-8").splitlines()
+    predictions = [json.loads(line) for line in lines]
+    assert [row["extra"] for row in predictions[:2]] == [
+        {"section": "a", "difficulty": 0},
+        {"section": "b", "difficulty": 1},
+    ]
+    results = json.loads((run_dir / "evaluation_results.json").read_text())
+    sections = results["breakdown"]["section"]
+    assert {value: scores["count"] for value, scores in sections.items()} == {"a": 3, "b": 2}
+    assert "## By section" in (run_dir / "evaluation_summary.md").read_text()
 
 
 @pytest.mark.parametrize("name", ["/", "\x00", "line\nbreak", "a" * 5000, "no/such/folder"])

@@ -3,9 +3,10 @@ nothing (the derived metrics come from ``harness.record.metrics``)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from harness.record.evaluation import EvalResult
+from harness.record.evaluation import CategoryScore, EvalResult
 from harness.record.metrics import (
     THROUGHPUT_WARMUP_STEPS,
     mean_rate,
@@ -89,6 +90,7 @@ def utilisation_facts(basis: FlopsBasis, tokens_per_s: float) -> dict[str, Any]:
 
 
 def prediction_rows(result: EvalResult) -> list[dict[str, Any]]:
+    """``predictions.jsonl``: one scored line per item; the item's own keys under ``extra``."""
     return [
         {
             "id": p.id,
@@ -100,15 +102,25 @@ def prediction_rows(result: EvalResult) -> list[dict[str, Any]]:
             "format_ok": p.format_ok,
             "correct": p.correct,
         }
+        | ({"extra": dict(p.extra)} if p.extra else {})
         for p in result.predictions
     ]
 
 
+def score_table(by_value: Mapping[str, CategoryScore]) -> dict[str, dict[str, Any]]:
+    """Count, accuracy and format compliance per value of one breakdown key."""
+    return {
+        name: {"count": c.count, "accuracy": c.accuracy, "format_compliance": c.format_compliance}
+        for name, c in by_value.items()
+    }
+
+
 def evaluation_results(run: MilestoneRun) -> dict[str, Any]:
-    """``evaluation_results.json``: accuracy overall and per category, format compliance, count."""
+    """``evaluation_results.json``: accuracy overall and per category, format compliance, count;
+    the breakdown by the evalset's own keys where the spec names some."""
     result = run.record.eval_result
     assert result is not None, "evaluation results are written once evaluation has scored"
-    return {
+    results = {
         "milestone": run.milestone.id,
         "run_id": run.run_id,
         "evalset": run.milestone.spec.evalset,
@@ -122,6 +134,9 @@ def evaluation_results(run: MilestoneRun) -> dict[str, Any]:
         "runtime_s": result.runtime_s,
         "items_per_s": result.count / result.runtime_s if result.runtime_s else 0.0,
     }
+    if result.breakdown:
+        results["breakdown"] = {key: score_table(by) for key, by in result.breakdown.items()}
+    return results
 
 
 def evaluation_summary(run: MilestoneRun, result: EvalResult) -> str:
@@ -141,6 +156,14 @@ def evaluation_summary(run: MilestoneRun, result: EvalResult) -> str:
         f"| {name} | {c.count} | {c.accuracy:.1%} | {c.format_compliance:.1%} |"
         for name, c in result.per_category.items()
     ]
+    for key, by_value in result.breakdown.items():
+        heading = f"| {cell(key)} | items | accuracy | format compliance |"
+        lines += ["", f"## By {cell(key)}", "", heading]
+        lines += ["| --- | ---: | ---: | ---: |"]
+        lines += [
+            f"| {cell(value)} | {c.count} | {c.accuracy:.1%} | {c.format_compliance:.1%} |"
+            for value, c in by_value.items()
+        ]
     lines += ["", "## First predictions", "", "| id | expected | answer | correct |", "| --- | --- | --- | --- |"]
     lines += [
         f"| {p.id} | {p.expected} | {cell(p.answer or '(none)')} | {'yes' if p.correct else 'no'} |"

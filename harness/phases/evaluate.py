@@ -19,7 +19,8 @@ def evaluate(run: MilestoneRun, trainer: Trainer) -> EvalResult:
     trained = run.record.train_result
     assert trained is not None, "evaluation needs the checkpoint of this run's training"
     milestone = run.milestone
-    items = load_evalset(milestone.evalset_path)
+    keys = milestone.spec.evaluation.breakdown
+    items = load_evalset(milestone.evalset_path, keys)
     settings = milestone.training.eval
     run.progress(f"evaluate: generating for {len(items)} items")
     started = time.perf_counter()
@@ -30,7 +31,7 @@ def evaluate(run: MilestoneRun, trainer: Trainer) -> EvalResult:
         batch_size=settings.batch_size,
         device=trained.device,
     )
-    result = score_items(items, completions, time.perf_counter() - started)
+    result = score_items(items, completions, time.perf_counter() - started, keys)
     run.record.eval_result = result
     bundle.write_jsonl(run.run_dir / bundle.PREDICTIONS, prediction_rows(result))
     bundle.write_json(run.run_dir / bundle.EVALUATION_RESULTS, evaluation_results(run))

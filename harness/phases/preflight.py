@@ -180,5 +180,5 @@ def preflight(run: MilestoneRun) -> None:
     place = model_place(run)
     run.record.model_lineage = model_lineage(place.source, place.hub_cache)
     load_traces(run.milestone.dataset_path)
-    load_evalset(run.milestone.evalset_path)
+    load_evalset(run.milestone.evalset_path, spec.evaluation.breakdown)
     run.progress(f"preflight: memory {check_memory(run)}")

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, model_validator
 
 from harness.spec.criteria import Comparison, CriterionError, check_metric_name, parse_comparison
+from harness.spec.data import EvalItem
 from harness.spec.freeze_paths import unsafe_name
 from trainers.config import Count, PositiveFinite, StepCount, StrictModel, TrainingConfig
 from trainers.models import KINDS, ModelSource
@@ -50,6 +51,26 @@ class GuardrailSpec(StrictModel):
 
     clean_tree: bool
     dependency_lock: str | None = None
+
+
+def _own_keys(keys: tuple[str, ...]) -> tuple[str, ...]:
+    # The evalset's own keys only: the known ones are either scored (category, per_category) or
+    # unique per item (id, prompt, expected_answer), and a key named twice is a slip.
+    for key in keys:
+        if key in EvalItem.model_fields:
+            raise ValueError(f"{key!r} is a key the harness reads, not one of the evalset's own")
+        if keys.count(key) > 1:
+            raise ValueError(f"{key!r} is named twice")
+    return keys
+
+
+class EvaluationSpec(StrictModel):
+    """How the evaluate phase reports beyond the overall and per-category scores."""
+
+    breakdown: Annotated[
+        tuple[Annotated[str, Field(min_length=1)], ...], AfterValidator(_own_keys)
+    ] = ()
+    """Keys of the evalset's own (``section``, ``difficulty``) to break the scores down by."""
 
 
 def _valid_criteria(criteria: dict[str, str]) -> dict[str, str]:
@@ -102,6 +123,7 @@ class MilestoneSpec(StrictModel):
     frozen: tuple[str, ...] = ()
     guardrails: GuardrailSpec
     acceptance: Criteria = Field(default_factory=dict)
+    evaluation: EvaluationSpec = EvaluationSpec()
     baseline: str | None = None
     closing_statement: str = Field(min_length=1)
 
@@ -166,6 +188,7 @@ class Milestone:
     spec_path: Path
     training_path: Path
     dataset_path: Path
+    """The dataset's JSON Lines file, resolved (a folder named in the spec is resolved to it)."""
     evalset_path: Path
     rehearsal: bool = False
 
