@@ -20,6 +20,7 @@ MILESTONES_DIR = Path("configs/milestones")
 TRAINING_DIR = Path("configs/training")
 LOCKS_DIR = Path("configs/frozen")
 
+MILESTONE_ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 MODEL_SOURCE = re.compile(rf"^({'|'.join(KINDS)}):\S+$")
 
 
@@ -110,7 +111,7 @@ class MilestoneSpec(StrictModel):
     """One training milestone as written in ``configs/milestones/<id>.yaml``."""
 
     kind: Literal["train"] = "train"
-    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    id: str = Field(pattern=MILESTONE_ID.pattern)
     title: str = Field(min_length=1)
     purpose: str = Field(min_length=1)
     backend: Literal["torch", "jax"]
@@ -146,7 +147,7 @@ class FreezeSpec(StrictModel):
     """A freeze milestone: which files of which run bundle become the frozen submission ZIP."""
 
     kind: Literal["freeze"]
-    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    id: str = Field(pattern=MILESTONE_ID.pattern)
     title: str = Field(min_length=1)
     purpose: str = Field(min_length=1)
     source: InsidePath
