@@ -17,6 +17,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from harness import notebook
 from harness.evidence import bundle
 from harness.evidence.verify import verify_bundle
 from harness.spec.data import file_sha256
@@ -225,3 +226,49 @@ def test_the_gpu_notebook_rehearses_m44_and_shows_the_memory_guards_verdict(
     shown = outputs_text(executed)
     assert "The memory guard let the run start:** estimate " in shown
     assert f"ok: {run_dir} verifies" in shown
+
+
+# --- what the notebooks call, on bundles of each outcome ---------------------------------------
+
+
+def bundle_with(folder: Path, preflight: dict[str, str], analysis: str = "") -> Path:
+    folder.mkdir(parents=True)
+    manifest = {"verdict": f"preflight {preflight['status']}", "phases": {"preflight": preflight}}
+    (folder / bundle.RUN_MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+    if analysis:
+        (folder / bundle.FAILURE_ANALYSIS).write_text(analysis, encoding="utf-8")
+    return folder
+
+
+def test_the_memory_verdict_of_a_refused_run_shows_the_failure_analysis(tmp_path: Path) -> None:
+    refused = {"status": "failed", "cause": "insufficient memory", "reason": "the run needs 57 GiB"}
+    analysis = "# Failure analysis\n\nthe run needs 56.9 GiB = weights 9.3 + ...\n"
+    folder = bundle_with(tmp_path / "m44_v1", refused, analysis)
+    verdict = notebook.memory_verdict(notebook.NotebookRun("m44", 1, folder, ()))
+    assert verdict == f"**The memory guard refused the run.**\n\n{analysis}"
+
+
+def test_the_memory_verdict_of_a_run_skipped_before_the_guard_says_why(tmp_path: Path) -> None:
+    skipped = {"status": "skipped", "cause": "missing hardware", "reason": "no CUDA GPU"}
+    folder = bundle_with(tmp_path / "m44_v1", skipped)
+    run = notebook.NotebookRun("m44", 0, folder, ("[m44_v1] preflight: snapshot",))
+    assert notebook.memory_verdict(run) == (
+        "**Pre-flight ended before the memory guard:** skipped: no CUDA GPU"
+    )
+    assert notebook.verdict(run) == "preflight skipped"
+
+
+def test_a_bundle_outside_the_working_folder_is_refused(tmp_path: Path) -> None:
+    folder = bundle_with(tmp_path / "elsewhere" / "m38_v1", {"status": "passed"})
+    run = notebook.NotebookRun("m38", 0, folder, ())
+    with pytest.raises(RuntimeError, match="Kaggle would not keep it"):
+        notebook.output_listing(run, tmp_path / "working")
+    assert notebook.output_listing(run, tmp_path).startswith(f"{folder} (0.0 MiB):")
+
+
+def test_nothing_named_anew_runs_the_shipped_milestone_and_writes_nothing(tmp_path: Path) -> None:
+    project = tmp_path / "tunix-rt"
+    shutil.copytree(ROOT / "configs", project / "configs")
+    before = tree_state(project)
+    assert notebook.milestone_to_run(project, "m38") == "m38"
+    assert tree_state(project) == before
