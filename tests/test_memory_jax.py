@@ -71,6 +71,17 @@ def test_gemma_2b_fully_fine_tuned_on_m38s_mesh_fits_one_v5e_chip() -> None:
     assert needed.total < 12 * GIB
 
 
+def test_gemma_2b_on_m38_v4s_mesh_fits_a_v4_chip_and_not_a_v5e_chip() -> None:
+    milestone = MilestoneRegistry(ROOT).load("m38-v4")
+    assert isinstance(milestone, Milestone)
+    needed = estimate_jax(gemma_2b(), milestone.training)
+    assert needed.micro_batch == 2  # batch 8 over the v4-8's 4 devices
+    v4_chip = DeviceMemory("tpu:0 (TPU v4)", 32 * GIB, 32 * GIB, "injected by the test")
+    assert refusal(needed, v4_chip) is None
+    assert refusal(needed, a_tpu_chip(V5E_HBM)) is not None
+    assert 19 * GIB < needed.total < 20 * GIB
+
+
 def test_gemma_2b_on_one_chip_is_refused_with_the_numbers() -> None:
     training = m38().training.model_copy(update={"mesh": MeshConfig(data=8, fsdp=1)})
     needed = estimate_jax(gemma_2b(), training)

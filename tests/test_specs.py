@@ -33,7 +33,7 @@ def test_every_shipped_training_milestone_loads(spec_id: str) -> None:
     assert milestone.id == spec_id
     assert milestone.spec_path == ROOT / "configs" / "milestones" / f"{spec_id}.yaml"
     assert milestone.training_path.is_file()
-    assert milestone.dataset_path.is_dir()
+    assert milestone.dataset_path.is_file()
     assert milestone.evalset_path.is_file()
     assert milestone.spec.hardware.accelerator in milestone.spec.markers
 

@@ -181,7 +181,7 @@ def preflight(run: MilestoneRun) -> None:
     place = model_place(run)
     run.record.model_lineage = model_lineage(place.source, place.hub_cache)
     traces = load_traces(run.milestone.dataset_path)
-    items = load_evalset(run.milestone.evalset_path)
+    items = load_evalset(run.milestone.evalset_path, spec.evaluation.breakdown)
     run.record.contamination = find_contamination(
         [trace.prompt for trace in traces], {item.id: item.prompt for item in items}
     )
