@@ -17,14 +17,15 @@ smoke: $(STAMP)
 	$(BIN)/pytest acceptance --milestone smoke
 
 ## test: docs/tpu.md's install lines resolved against the pins (needs the package index), the
-## unit tier (with the Kaggle notebooks, which rehearse m38 and m44 on this CPU), the CPU
-## milestones of both backends side by side, the M42 lock, and a rehearsal of m43
+## unit tier (with the Kaggle notebooks, which rehearse m38 and m44 on user data on this CPU), the
+## CPU milestones of both backends side by side, the M42 lock, and a rehearsal of every real
+## milestone as shipped
 test: $(STAMP) browser
 	$(BIN)/python -m tools.install_lines docs/tpu.md
 	$(BIN)/pytest tests -n auto -q
 	$(BIN)/pytest acceptance -n 2 --milestone smoke --milestone smoke-jax
 	$(BIN)/pytest acceptance --milestone m42
-	$(BIN)/pytest acceptance --rehearse --milestone m43
+	$(BIN)/pytest acceptance --rehearse --milestone m44 --milestone m43 --milestone m38
 
 unit: $(STAMP)
 	$(BIN)/pytest tests -n auto -q
