@@ -55,8 +55,13 @@ def record_environment(run: MilestoneRun) -> None:
     bundle.write_text(run.run_dir / bundle.GPU_SNAPSHOT, nvidia_smi_report())
 
 
-def missing_modules(backend: str) -> list[str]:
-    return [name for name in BACKEND_MODULES[backend] if importlib.util.find_spec(name) is None]
+# LoRA on torch goes through peft; jax's qwix is among the jax backend's own modules.
+LORA_MODULES = {"torch": ("peft",), "jax": ()}
+
+
+def missing_modules(backend: str, lora: bool = False) -> list[str]:
+    wanted = BACKEND_MODULES[backend] + (LORA_MODULES[backend] if lora else ())
+    return [name for name in wanted if importlib.util.find_spec(name) is None]
 
 
 def qlora_blocker(run: MilestoneRun) -> PhaseBlocked | None:
@@ -190,7 +195,7 @@ def preflight(run: MilestoneRun) -> None:
         raise PhaseBlocked(Cause.UNSUPPORTED_PLATFORM, reason)
     if reason := missing_devices(spec.hardware, spec.backend):
         raise PhaseBlocked(Cause.MISSING_HARDWARE, reason)
-    missing = missing_modules(spec.backend)
+    missing = missing_modules(spec.backend, lora=run.milestone.training.lora is not None)
     if missing:
         raise ModuleNotFoundError(
             f"the {spec.backend} backend needs {', '.join(missing)}, "
