@@ -16,13 +16,13 @@ $(STAMP): pyproject.toml
 smoke: $(STAMP)
 	$(BIN)/pytest acceptance --milestone smoke
 
-## test: the unit tier, the CPU milestones of both backends side by side, the M42 lock, and a
-## rehearsal of every real milestone on this CPU
+## test: the unit tier, the CPU milestones of both backends side by side (with the LoRA and
+## Adafactor smoke variants), the M42 lock, and a rehearsal of every real milestone on this CPU
 test: $(STAMP) browser
 	$(BIN)/pytest tests -n auto -q
-	$(BIN)/pytest acceptance -n 2 --milestone smoke --milestone smoke-jax
+	$(BIN)/pytest acceptance -n 2 --milestone smoke --milestone smoke-jax --milestone smoke-lora --milestone smoke-adafactor
 	$(BIN)/pytest acceptance --milestone m42
-	$(BIN)/pytest acceptance --rehearse --milestone m44 --milestone m43 --milestone m38
+	$(BIN)/pytest acceptance --rehearse --milestone m44 --milestone m44-adafactor --milestone m44-kaggle --milestone m43 --milestone m38
 
 unit: $(STAMP)
 	$(BIN)/pytest tests -n auto -q
