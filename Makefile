@@ -17,10 +17,12 @@ smoke: $(STAMP)
 	$(BIN)/pytest acceptance --milestone smoke
 
 ## test: the unit tier, the CPU milestones of both backends side by side (with the LoRA and
-## Adafactor smoke variants), the M42 lock, and a rehearsal of every real milestone on this CPU
+## Adafactor smoke variants), the M42 lock, and a rehearsal of every real milestone on this CPU.
+## The milestones run with one OpenMP thread per xdist worker: two workers of two threads each on
+## two cores stall at every parallel region (benchmarks/README.md), LoRA's small operations most.
 test: $(STAMP) browser
 	$(BIN)/pytest tests -n auto -q
-	$(BIN)/pytest acceptance -n 2 --milestone smoke --milestone smoke-jax --milestone smoke-lora --milestone smoke-adafactor
+	OMP_NUM_THREADS=1 $(BIN)/pytest acceptance -n 2 --milestone smoke --milestone smoke-jax --milestone smoke-lora --milestone smoke-adafactor
 	$(BIN)/pytest acceptance --milestone m42
 	$(BIN)/pytest acceptance --rehearse --milestone m44 --milestone m44-adafactor --milestone m44-kaggle --milestone m43 --milestone m38
 
