@@ -212,17 +212,18 @@ def test_the_tpu_notebook_rehearses_m38_on_the_users_data_and_leaves_a_verified_
 
 
 @pytest.mark.slow
-def test_the_gpu_notebook_rehearses_m44_and_shows_the_memory_guards_verdict(
+def test_the_gpu_notebook_rehearses_m44_kaggle_and_shows_the_memory_guards_verdict(
     kaggle: Path,
 ) -> None:
-    # The spec's own model (hf:google/gemma-2b): the attached folder is the TPU test's part.
+    # The spec's own model (kaggle:google/gemma/transformers/2b/2): the attached folder is the TPU
+    # test's part.
     executed, project = run_notebook(kaggle, "kaggle_gpu.ipynb", None)
-    run_dir = project / "submission_runs" / "m44-notebook-rehearsal_v1"
+    run_dir = project / "submission_runs" / "m44-kaggle-notebook-rehearsal_v1"
     inputs = kaggle / "input"
     manifest = check_bundle(
         run_dir, inputs / "my-data" / "dataset.jsonl", inputs / "my-evals" / "evalset.jsonl"
     )
-    assert manifest["model"] == "hf:google/gemma-2b"
+    assert manifest["model"] == "kaggle:google/gemma/transformers/2b/2"
     shown = outputs_text(executed)
     assert "The memory guard let the run start:** estimate " in shown
     assert f"ok: {run_dir} verifies" in shown
