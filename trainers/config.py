@@ -226,6 +226,11 @@ class TrainingConfig(StrictModel):
     """torch backend: ``torch.compile`` the model before training."""
     parallel: ParallelConfig = ParallelConfig()
     """torch backend: one device, or DDP/FSDP over several processes."""
+    checkpoint_every: Count | None = None
+    """Write the full training state to ``checkpoints/`` every this many steps, for ``--resume``;
+    None: only when a run stops over its wall-time budget."""
+    keep_checkpoints: Count = 2
+    """How many of the newest complete checkpoints stay; older ones are removed."""
 
     @model_validator(mode="after")
     def _batch_splits_evenly(self) -> TrainingConfig:
@@ -238,6 +243,14 @@ class TrainingConfig(StrictModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _checkpoints_on_one_process(self) -> TrainingConfig:
+        if self.checkpoint_every is not None and self.parallel.strategy != "single":
+            raise ValueError(
+                f"checkpoint_every under parallel.strategy {self.parallel.strategy} is not "
+                "supported: resumable checkpoints are written by a single process"
+            )
+        return self
 
     @model_validator(mode="after")
     def _lora_runs_where_it_can(self) -> TrainingConfig:

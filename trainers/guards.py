@@ -9,9 +9,19 @@ import math
 class TrainingStopped(Exception):
     """Training stopped on purpose at ``step``; the weights are those from before that step."""
 
+    resumable = False
+    """Whether the run may go on later from a checkpoint of the step it stopped at."""
+
     def __init__(self, message: str, step: int, loss: float) -> None:
         super().__init__(message)
         self.step, self.loss = step, loss
+
+
+class OverBudget(TrainingStopped):
+    """The run would outlast its wall-time budget: stopped after ``step``, whose update is in the
+    weights, with a checkpoint to resume from."""
+
+    resumable = True
 
 
 class NonFiniteLoss(TrainingStopped):

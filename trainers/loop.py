@@ -1,4 +1,4 @@
-"""The step loop both backends drive: a record per step; metrics, guard and checkpoint are hooks."""
+"""The step loop both backends drive: a record per step; metrics, guard and checkpoints are hooks."""
 
 from __future__ import annotations
 
@@ -60,6 +60,7 @@ class TrainingLoop:
         self.step_hooks: list[tuple[StepHook, int]] = []
         self.loss_hooks: list[LossHook] = []
         self.save_hooks: list[SaveHook] = []
+        self.checkpoint_hooks: list[tuple[SaveHook, int | None]] = []
 
     def add_hook(self, fn: StepHook, every: int = 1) -> None:
         """Call ``fn`` with the record of every ``every``-th step."""
@@ -75,11 +76,19 @@ class TrainingLoop:
         """Call ``fn`` once as the run ends: after the last step, or when a step stops it."""
         self.save_hooks.append(fn)
 
-    def run(self, order: Iterable[Sequence[int]], step: Step) -> LoopResult:
-        """Run ``step`` on the first ``total`` batches of ``order``."""
+    def add_checkpoint_hook(self, fn: SaveHook, every: int | None) -> None:
+        """Call ``fn`` after every ``every``-th step (None: never on a schedule), before the step
+        hooks see it, and after a step a step hook stopped the run at resumably."""
+        if every is not None and every < 1:
+            raise ValueError(f"a checkpoint is written every 1 or more steps, not every {every}")
+        self.checkpoint_hooks.append((fn, every))
+
+    def run(self, order: Iterable[Sequence[int]], step: Step, start: int = 0) -> LoopResult:
+        """Run ``step`` on batches ``start + 1`` to ``total`` of ``order``: a resumed run skips the
+        ``start`` batches its checkpoint's steps consumed, so the data order goes on unchanged."""
         records: list[StepRecord] = []
         started = time.perf_counter()
-        for number, indices in enumerate(islice(order, self.total), start=1):
+        for number, indices in enumerate(islice(order, start, self.total), start=start + 1):
             # A step's seconds cover building its batch through the optimizer's update.
             tick = time.perf_counter()
             try:
@@ -98,12 +107,31 @@ class TrainingLoop:
                 positions=done.positions,
             )
             records.append(record)
-            for fn, every in self.step_hooks:
-                if number % every == 0:
-                    fn(record)
+            checkpointed = self._checkpoint(number, scheduled=True)
+            try:
+                for fn, every in self.step_hooks:
+                    if number % every == 0:
+                        fn(record)
+            except TrainingStopped as stop:
+                # The step's update is complete: a resumable stop keeps it in a checkpoint.
+                if stop.resumable and not checkpointed:
+                    self._checkpoint(number, scheduled=False)
+                self._save(number)
+                raise
         runtime = time.perf_counter() - started
-        self._save(len(records))
+        self._save(start + len(records))
         return LoopResult(tuple(records), runtime)
+
+    def _checkpoint(self, step: int, scheduled: bool) -> bool:
+        """Run the checkpoint hooks due at ``step`` (all of them unless ``scheduled``); whether
+        any ran."""
+        due = [
+            fn for fn, every in self.checkpoint_hooks
+            if not scheduled or (every is not None and step % every == 0)
+        ]
+        for fn in due:
+            fn(step)
+        return bool(due)
 
     def _loss_known(self, step: int, loss: float) -> None:
         for fn in self.loss_hooks:

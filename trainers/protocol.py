@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from trainers.checkpoints import CheckpointPlan
 from trainers.config import TrainingConfig
 from trainers.flops import FlopsBasis
 
@@ -32,6 +33,10 @@ class TrainRequest:
     checkpoint_dir: Path
     # The Hugging Face cache an ``hf:`` source is read from; None: the user's own.
     hub_cache: Path | None = None
+    checkpoints: CheckpointPlan | None = None
+    """Where resumable checkpoints go; None: none are written."""
+    resume_from: Path | None = None
+    """A complete resumable checkpoint (trainers/checkpoints.py) to go on from."""
 
     def total_steps(self) -> int:
         if self.max_steps is not None:

@@ -17,11 +17,13 @@ from tunix.sft import peft_trainer, sharding_utils
 from tunix.sft import utils as sft_utils
 
 from trainers.char_tokenizer import build_char_tokenizer
+from trainers.checkpoints import Checkpointer, read_step
 from trainers.config import BF16_PURE_IS_TORCH_ONLY, TrainingConfig
 from trainers.encoding import IGNORE_INDEX, batches, encode_example
 from trainers.guards import LossGuard
 from trainers.jax import model as jax_model
 from trainers.jax import sampling as jax_sampling
+from trainers.jax import state as jax_state
 from trainers.jax.optim import build_optimizer, learning_rate, shard_state_like_weights
 from trainers.loop import StepOutcome, TrainingLoop
 from trainers.models import ModelSource, pretrained_folder
@@ -145,11 +147,21 @@ class JaxTrainer:
         loop.add_save_hook(
             lambda step: self._save(request, model, trainer.optimizer, step, card, tokenizer)
         )
+        if request.checkpoints is not None:
+            checkpointer = Checkpointer(
+                request.checkpoints,
+                lambda folder, step: jax_state.write_state(folder, model, trainer.optimizer, step),
+            )
+            loop.add_checkpoint_hook(checkpointer, request.checkpoints.every)
+        start = 0
+        if request.resume_from is not None:  # before the step is jitted over the state
+            jax_state.read_state(request.resume_from, model, trainer.optimizer)
+            start = read_step(request.resume_from)
         # Tunix reads the mesh from the legacy `with mesh:` context when it shards inputs and state.
         with mesh, jax.default_matmul_precision(MATMUL_PRECISION[config.precision]):
             train_step, _ = trainer.jit_train_and_eval_step(cache_nnx_graph=True)
             step = JaxStep(train_step, rows, config, tokenizer.pad_token_id, schedule)
-            done = loop.run(batches(len(rows), config.batch_size, config.seed), step)
+            done = loop.run(batches(len(rows), config.batch_size, config.seed), step, start)
         return TrainResult(
             backend=self.backend,
             device=request.device,

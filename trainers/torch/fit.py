@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from trainers.checkpoints import Checkpointer, read_step
 from trainers.config import TrainingConfig
 from trainers.encoding import encode_example
 from trainers.flops import FlopsBasis, flops_per_token
@@ -24,6 +25,7 @@ from trainers.protocol import StepHook, TrainRequest, TrainResult
 from trainers.torch import lora
 from trainers.torch.batching import BatchPlan, Row
 from trainers.torch.optim import build_optimizer, build_schedule
+from trainers.torch.state import read_state, write_state
 
 BACKEND = "torch"
 
@@ -126,7 +128,17 @@ def fit(request: TrainRequest, on_step: StepHook, replica: Replica) -> TrainResu
     loop.add_hook(on_step)
     # A transformers checkpoint holds no step number: the step the run ended at is not needed.
     loop.add_save_hook(lambda _: replica.save(model, wrapped, tokenizer, request))
-    done = loop.run(plan.steps(), step)
+    if request.checkpoints is not None:
+        checkpointer = Checkpointer(
+            request.checkpoints,
+            lambda folder, _: write_state(folder, wrapped, step.optimizer, step.scheduler),
+        )
+        loop.add_checkpoint_hook(checkpointer, request.checkpoints.every)
+    start = 0
+    if request.resume_from is not None:
+        read_state(request.resume_from, wrapped, step.optimizer, step.scheduler)
+        start = read_step(request.resume_from)
+    done = loop.run(plan.steps(), step, start)
     return TrainResult(
         backend=BACKEND,
         device=str(torch.device(request.device)),
