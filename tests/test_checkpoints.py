@@ -43,7 +43,7 @@ def test_a_write_that_fails_leaves_no_complete_checkpoint(tmp_path: Path) -> Non
     assert complete(tmp_path) == []
 
 
-def test_the_loop_checkpoints_on_schedule_before_the_step_hooks_and_at_an_over_budget_stop() -> None:
+def test_the_loop_checkpoints_on_schedule_before_step_hooks_and_at_an_over_budget_stop() -> None:
     events: list[str] = []
     loop = TrainingLoop(10)
     loop.add_checkpoint_hook(lambda step: events.append(f"checkpoint {step}"), every=2)

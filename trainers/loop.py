@@ -1,4 +1,4 @@
-"""The step loop both backends drive: a record per step; metrics, guard and checkpoints are hooks."""
+"""The step loop both backends drive: a record per step; metrics, guard, checkpoints are hooks."""
 
 from __future__ import annotations
 

@@ -21,6 +21,8 @@ GPU_SNAPSHOT = "gpu_snapshot.txt"
 TRAINING_LOG = "training_log.txt"
 TRAINING_METRICS = "training_metrics.json"
 CHECKPOINT_DIR = "checkpoint"
+CHECKPOINTS_DIR = "checkpoints"
+"""Resumable checkpoints, ``step_<N>/`` each (trainers/checkpoints.py)."""
 PREDICTIONS = "predictions.jsonl"
 EVALUATION_RESULTS = "evaluation_results.json"
 EVALUATION_SUMMARY = "evaluation_summary.md"
@@ -42,7 +44,7 @@ BUNDLE_NAMES = (
     ENV_SNAPSHOT, GPU_SNAPSHOT, TRAINING_LOG, TRAINING_METRICS, CHECKPOINT_DIR, PREDICTIONS,
     EVALUATION_RESULTS, EVALUATION_SUMMARY, BASE_PREDICTIONS, BASE_EVALUATION_RESULTS,
     RUN_MANIFEST, FAILURE_ANALYSIS, REPORT, LOSS_CURVE, CATEGORY_ACCURACY, JOURNAL, SHA256SUMS,
-    GUARDRAILS, TRACEBACKS_DIR, REHEARSAL_MODEL,
+    GUARDRAILS, TRACEBACKS_DIR, REHEARSAL_MODEL, CHECKPOINTS_DIR,
 )
 # What redaction never takes apart in a bundle: its file names and the words its structured
 # values are made of (phases, statuses, causes, backends), so that a secret equal to "loss" or

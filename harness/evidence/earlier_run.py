@@ -50,7 +50,7 @@ def taken_over(earlier: Path, checkpoint_dir: Path, device: str) -> TrainResult:
         backend=str(metrics.get("backend")),
         device=device,
         model_parameters=int(metrics.get("model_parameters", 0)),
-        steps=tuple(_step(record) for record in metrics.get("per_step", [])),
+        steps=tuple(step_record(record) for record in metrics.get("per_step", [])),
         runtime_s=float(metrics.get("runtime_s", 0.0)),
         checkpoint_dir=checkpoint_dir,
         flops=_flops(metrics.get("flops_basis")),
@@ -70,7 +70,7 @@ def link_tree(source: Path, destination: Path) -> None:
                 shutil.copy2(Path(folder) / name, target / name)
 
 
-def _step(record: dict[str, Any]) -> StepRecord:
+def step_record(record: dict[str, Any]) -> StepRecord:
     # Non-finite values are spelled "nan" or "inf" in the JSON; float() reads them back.
     return StepRecord(
         step=int(record["step"]),

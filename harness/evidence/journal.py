@@ -63,7 +63,7 @@ def written_since(before: Listing, after: Listing) -> tuple[str, ...]:
 def shown_files(written: tuple[str, ...]) -> list[str]:
     """Files by name; the model folders (checkpoint, rehearsal model) as one item each, with
     their file counts."""
-    folded = (bundle.CHECKPOINT_DIR, bundle.REHEARSAL_MODEL)
+    folded = (bundle.CHECKPOINT_DIR, bundle.CHECKPOINTS_DIR, bundle.REHEARSAL_MODEL)
     folders = Counter(name.partition("/")[0] for name in written if name.partition("/")[0] in folded)
     files = [f"`{name}`" for name in written if name.partition("/")[0] not in folded]
     return files + [f"`{folder}/` ({count} files)" for folder, count in sorted(folders.items())]
@@ -74,6 +74,9 @@ def render_entry(entry: JournalEntry) -> list[str]:
     files = shown_files(entry.written)
     checkpoint = any(name.startswith(f"{bundle.CHECKPOINT_DIR}/") for name in entry.written)
     checkpoint_line = f"`{bundle.CHECKPOINT_DIR}/`" if checkpoint else "none written in this phase"
+    if entry.checkpoints:
+        steps = ", ".join(str(step) for step in entry.checkpoints)
+        checkpoint_line += f"; resumable, in `{bundle.CHECKPOINTS_DIR}/`, after steps {steps}"
     return [
         f"## {entry.at} {outcome.phase}: {outcome.status}",
         "",
@@ -106,5 +109,6 @@ def end_phase(run: MilestoneRun, outcome: PhaseOutcome) -> None:
     before = run.in_progress.files_before if run.in_progress else {}
     written = written_since(before, listing(run.run_dir))
     run.in_progress = None
-    run.record.journal.append(JournalEntry(utc_now(), outcome, written))
+    checkpoints = tuple(run.record.checkpoints) if outcome.phase == TRAIN else ()
+    run.record.journal.append(JournalEntry(utc_now(), outcome, written, checkpoints))
     bundle.write_text(run.run_dir / bundle.JOURNAL, render(run.run_id, run.record.journal))

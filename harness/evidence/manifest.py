@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.evidence import bundle
 from harness.evidence.comparison import comparison_facts
 from harness.evidence.inputs import contamination_facts, input_facts
 from harness.evidence.measurements import measured
@@ -12,6 +13,7 @@ from harness.record.measurements import deltas
 from harness.record.run import MilestoneRun
 from harness.spec.data import file_sha256
 from harness.spec.milestones import FreezeMilestone
+from trainers.checkpoints import complete
 
 NOT_RECORDED = "not recorded: pre-flight did not run"
 DETECTED_KEYS = ("os", "cpu", "cpu_count", "ram", "torch.version.cuda", "devices")
@@ -94,6 +96,7 @@ def run_manifest(run: MilestoneRun) -> dict[str, Any]:
             "path": str(run.options.reevaluates),
             "note": "no training in this run: the earlier run's checkpoint is evaluated anew",
         }
+    manifest |= resumption_facts(run)
     if run.record.train_result:
         manifest["device"] = run.record.train_result.device
     if any(run.record.judgements.values()):
@@ -118,6 +121,41 @@ def run_manifest(run: MilestoneRun) -> dict[str, Any]:
             "deltas": {name: {"value": v, "baseline": b, "delta": d} for name, v, b, d in baseline_rows(run)},
         }
     return manifest
+
+
+def resumption_facts(run: MilestoneRun) -> dict[str, Any]:
+    """The run this one resumes, its wall-time budget with the latest estimate, and the resumable
+    checkpoints it wrote; each only where there is one."""
+    assert not isinstance(run.milestone, FreezeMilestone)
+    facts: dict[str, Any] = {}
+    resumes = run.options.resumes
+    if resumes is not None:
+        facts["resumes"] = {
+            "run_id": resumes.run_id,
+            "path": str(resumes.path),
+            "step": resumes.step,
+            "checkpoint": str(resumes.checkpoint.relative_to(resumes.path)),
+            "note": f"{resumes.line}: steps 1-{resumes.step} of this run's curve are that run's",
+        }
+    budget = run.milestone.spec.budget
+    if budget is not None:
+        estimate = run.record.budget_estimate_s
+        facts["budget"] = {
+            "wall_minutes": budget.wall_minutes,
+            "estimate_minutes": round(estimate / 60, 3)
+            if estimate is not None
+            else "not estimated: training did not get past its warm-up steps",
+        }
+    if run.record.checkpoints:
+        training = run.milestone.training
+        kept = [folder.name for _, folder in complete(run.run_dir / bundle.CHECKPOINTS_DIR)]
+        facts["checkpoints"] = {
+            "every": training.checkpoint_every or "only where the run stopped over budget",
+            "keep": training.keep_checkpoints,
+            "written_after_steps": list(run.record.checkpoints),
+            "kept": kept or ["none"],
+        }
+    return facts
 
 
 def baseline_rows(run: MilestoneRun) -> list[tuple[str, float, float, float]]:

@@ -40,12 +40,22 @@ def _attempted(run: MilestoneRun) -> list[str]:
             f"**Re-evaluation**: no training in this run. The checkpoint of `{earlier.name}` "
             f"(model `{spec.model}`, {spec.backend} backend) is evaluated anew on `{spec.evalset}`."
         ]
-    return [
+    attempted = [
         f"Model `{spec.model}` with the {spec.backend} backend, training config "
         f"`{spec.training_config}` (batch {training.batch_size}, sequence length "
         f"{training.max_seq_len}, {training.precision}), {run_length} on "
         f"`{spec.dataset}`, evaluated on `{spec.evalset}`."
     ]
+    resumes = run.options.resumes
+    if resumes is not None:
+        attempted += ["", f"**Resumed**: this run {resumes.line}, from its checkpoint "
+                      f"`{resumes.checkpoint.name}`; the curve and its judgements cover both runs."]
+    if spec.budget is not None:
+        estimate = run.record.budget_estimate_s
+        shown_estimate = f"{estimate / 60:.2f} min" if estimate is not None else "not estimated"
+        attempted += ["", f"**Budget**: {spec.budget.wall_minutes:g} min of wall time; the train "
+                      f"phase's estimate of the session: {shown_estimate}."]
+    return attempted
 
 
 def _hardware(run: MilestoneRun) -> list[str]:

@@ -18,6 +18,8 @@ GOLDENS_DIR = Path("configs/goldens")
 # smoke milestone: at most 0.89% over 300 steps between kernels; with the same kernels, 0.
 RTOL = 3e-2
 ATOL = 1e-4
+# Training settings that never move a loss: resumable checkpoints only copy the state out.
+NOT_DECISIVE = {"checkpoint_every", "keep_checkpoints"}
 
 
 @dataclass(frozen=True)
@@ -39,14 +41,15 @@ def golden_path(root: Path, milestone: Milestone) -> Path:
 def spec_hash(milestone: Milestone) -> str:
     """Hash of what decides the curve: backend, model, run shape, training config and dataset.
 
-    Criteria, frozen milestones, titles and comments do not move a loss, so they are left out.
+    Criteria, frozen milestones, the budget, checkpoint settings, titles and comments do not move
+    a loss, so they are left out.
     """
     spec = milestone.spec
     decisive = {
         "backend": spec.backend,
         "model": spec.model,
         "run": spec.run.model_dump(),
-        "training": milestone.training.model_dump(mode="json"),
+        "training": milestone.training.model_dump(mode="json", exclude=NOT_DECISIVE),
         "dataset": file_sha256(milestone.dataset_path),
     }
     return hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()[:16]

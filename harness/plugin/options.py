@@ -54,6 +54,16 @@ def _add_run_options(group: Any) -> None:
         "its source, for a scorer fix that needs no retraining. The earlier bundle is not touched.",
     )
     group.addoption(
+        "--resume",
+        dest="resume",
+        default=None,
+        metavar="PATH",
+        help="Go on with the training of an earlier bundle of the milestone that ended interrupted "
+        "or over budget (e.g. submission_runs/m44_v1), from its last complete checkpoint, in a new "
+        "bundle; refused if its commit, config, data or dependencies differ. The earlier bundle is "
+        "not touched.",
+    )
+    group.addoption(
         "--update-goldens",
         dest="update_goldens",
         action="store_true",

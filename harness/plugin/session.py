@@ -40,11 +40,13 @@ from harness.plugin.startup import (
     baseline_for,
     reevaluation_source,
     refuse_golden_update,
+    resumption_source,
     refuse_snapshot_update,
 )
 from harness.record.failures import Cause, PhaseBlocked, classify, has_traceback, show_in_one_line
 from harness.record.measurements import Baseline
 from harness.record.outcomes import PhaseOutcome, Status, describe
+from harness.record.resumption import Resumption
 from harness.record.run import MilestoneRun, RunOptions, RunRecord
 from harness.spec.milestones import FreezeMilestone, Milestone
 from harness.spec.yaml_files import SpecError
@@ -102,6 +104,7 @@ class MilestoneSession:
         """Give every milestone its run folder (an xdist worker takes the ones its controller
         opened) and fix each run's options."""
         records = self._worker_records() if is_worker(self.config) else self._allocate()
+        resumes = self._resumption(records)
         report = place_report(self.config, next(iter(records.values()))[0]) if records else None
         updates = {
             "update_goldens": bool(self.config.option.update_goldens),
@@ -118,11 +121,23 @@ class MilestoneSession:
                 allowed,
                 self.baselines.get(milestone.id),
                 reevaluates=self.reevaluates,
+                resumes=resumes,
                 **updates,
             )
             self.runs[milestone.id] = MilestoneRun(milestone, self.root, run_dir, options, record)
         if report is not None:
             self.config.pluginmanager.register(ReportPlugin(self), "tunix-rt-report")
+
+    def _resumption(self, records: dict[str, tuple[Path, RunRecord]]) -> Resumption | None:
+        """What --resume goes on from, checked after allocation (which marks a killed session's
+        bundle interrupted); a refusal removes the folders this session opened."""
+        try:
+            return resumption_source(self.config, self.milestones, self.root)
+        except pytest.UsageError:
+            if not is_worker(self.config):
+                for run_dir, _ in records.values():
+                    runs.remove_unused(run_dir)
+            raise
 
     def _allocate(self) -> dict[str, tuple[Path, RunRecord]]:
         """Lock each milestone's series and allocate a fresh folder; a symlink anywhere on the way

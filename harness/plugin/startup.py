@@ -9,8 +9,12 @@ import pytest
 
 from harness.evidence.baseline import BaselineError, load_baseline
 from harness.evidence.earlier_run import EarlierRunError, check_earlier_run
-from harness.probes.git import GitError, dirty_paths, git_top
+from harness.evidence.resumable import check_resumable
+from harness.probes.fingerprints import dependency_fingerprint
+from harness.probes.git import GitError, dirty_paths, git_state, git_top
 from harness.record.measurements import Baseline
+from harness.record.resumption import Resumption, RunInputs
+from harness.spec.data import file_sha256
 from harness.spec.milestones import FreezeMilestone, Milestone
 from harness.spec.yaml_files import shown
 
@@ -47,6 +51,32 @@ def reevaluation_source(
         return check_earlier_run((root / given).resolve(), milestones[0].id)
     except EarlierRunError as error:
         raise pytest.UsageError(f"--reevaluate: {error}") from None
+
+
+def resumption_source(
+    config: pytest.Config, milestones: list[Milestone | FreezeMilestone], root: Path
+) -> Resumption | None:
+    """What --resume goes on from, for the one training milestone selected. Checked once the run
+    folders are allocated: a killed session's bundle is marked interrupted by then."""
+    given = config.option.resume
+    if given is None:
+        return None
+    if config.option.reevaluate is not None:
+        raise pytest.UsageError("--resume: not together with --reevaluate, which trains nothing")
+    milestone = milestones[0] if len(milestones) == 1 else None
+    if not isinstance(milestone, Milestone):
+        raise pytest.UsageError("--resume: select exactly one training milestone")
+    here = RunInputs(
+        commit=git_state(root).commit,
+        training_config=file_sha256(milestone.training_path),
+        dataset=file_sha256(milestone.dataset_path),
+        evalset=file_sha256(milestone.evalset_path),
+        dependencies=dependency_fingerprint().entries,
+    )
+    try:
+        return check_resumable((root / given).resolve(), milestone.id, here)
+    except EarlierRunError as error:
+        raise pytest.UsageError(f"--resume: {error}") from None
 
 
 def refuse_snapshot_update(config: pytest.Config, milestones: list[Milestone | FreezeMilestone]) -> None:

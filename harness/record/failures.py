@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from trainers.guards import Divergence, NonFiniteLoss
+from trainers.guards import Divergence, NonFiniteLoss, OverBudget
 
 
 class Cause(StrEnum):
@@ -24,6 +24,7 @@ class Cause(StrEnum):
     UNSUPPORTED_PLATFORM = "unsupported platform"
     MISSING_HARDWARE = "missing hardware"
     INTERRUPTED = "interrupted"
+    OVER_BUDGET = "over budget"
     CRITERIA_NOT_MET = "acceptance criterion not met"
     CHECK_FAILED = "acceptance check failed"
     BLOCKED = "blocked by an earlier phase"
@@ -81,6 +82,8 @@ WHAT_TO_LOOK_AT = {
     Cause.MISSING_HARDWARE: "env_snapshot.txt and gpu_snapshot.txt show what this machine has; "
     "run the milestone on the hardware its spec names",
     Cause.INTERRUPTED: "training_log.txt for the last step reached; the run was stopped from outside",
+    Cause.OVER_BUDGET: "the estimate and the budget in run_manifest.json and training_log.txt; "
+    "the run stopped with a checkpoint in checkpoints/: go on with --resume <this bundle>",
     Cause.CRITERIA_NOT_MET: "the criteria table in the summary: measured value, threshold, verdict",
     Cause.CHECK_FAILED: "the reason above and the metrics it names",
     Cause.BLOCKED: "the outcome of the phase it needs, above",
@@ -98,6 +101,8 @@ def classify(error: BaseException) -> Cause:
         return error.cause
     if isinstance(error, KeyboardInterrupt):
         return Cause.INTERRUPTED
+    if isinstance(error, OverBudget):
+        return Cause.OVER_BUDGET
     if isinstance(error, NonFiniteLoss):
         return Cause.NONFINITE_LOSS
     if isinstance(error, Divergence):

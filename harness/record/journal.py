@@ -17,3 +17,5 @@ class JournalEntry:
     at: str
     outcome: PhaseOutcome
     written: tuple[str, ...]
+    checkpoints: tuple[int, ...] = ()
+    """The steps after which the phase wrote a resumable checkpoint (pruned ones included)."""

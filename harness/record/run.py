@@ -16,6 +16,7 @@ from harness.record.fingerprints import Fingerprints
 from harness.record.journal import JournalEntry, Listing
 from harness.record.measurements import Baseline
 from harness.record.outcomes import PhaseOutcome, Status
+from harness.record.resumption import Resumption
 from harness.record.statistics import PairedComparison, paired
 from harness.spec.criteria import Judgement
 from harness.spec.milestones import FreezeMilestone, Milestone
@@ -42,6 +43,8 @@ class RunOptions:
     update_snapshots: bool = False
     reevaluates: Path | None = None
     """An earlier bundle whose checkpoint this run evaluates anew instead of training one."""
+    resumes: Resumption | None = None
+    """An interrupted or over-budget bundle whose training this run goes on with."""
 
 
 @dataclass
@@ -66,6 +69,10 @@ class RunRecord:
     base_eval_result: EvalResult | None = None
     """The untuned model's score (``evaluate-base``)."""
     train_result: TrainResult | None = None
+    checkpoints: list[int] = field(default_factory=list)
+    """The steps this run wrote a resumable checkpoint after (the older ones may be pruned)."""
+    budget_estimate_s: float | None = None
+    """The train phase's latest estimate of the session's wall time, against the spec's budget."""
     eval_result: EvalResult | None = None
     judgements: dict[str, list[Judgement]] = field(default_factory=dict)
     outcomes: dict[str, PhaseOutcome] = field(default_factory=dict)

@@ -48,6 +48,13 @@ class RunShape(StrictModel):
         return self
 
 
+class BudgetSpec(StrictModel):
+    """The wall time a session may take (a Kaggle session's limit, a preemptible VM's lease):
+    the train phase stops with a checkpoint, resumable, before its estimate would exceed it."""
+
+    wall_minutes: PositiveFinite
+
+
 class GuardrailSpec(StrictModel):
     """The run's rules: a clean tree at start (for real runs), and an optional dependency lock."""
 
@@ -129,6 +136,8 @@ class MilestoneSpec(StrictModel):
     baseline: str | None = None
     evaluate_base: bool = False
     """Score the untuned model before training, for the summary's before/after comparison."""
+    budget: BudgetSpec | None = None
+    """A wall-time budget for the session; None: no limit."""
     closing_statement: str = Field(min_length=1)
 
     @property
