@@ -103,3 +103,13 @@ def test_the_trainer_pair_agrees_in_bf16_with_gradient_accumulation(tmp_path: Pa
     ours, theirs = train_ours(request), train_theirs(request, tmp_path / "theirs")
     assert ours.tokens == theirs.tokens == [256, 256, 256]
     assert theirs.losses == pytest.approx(ours.losses, rel=1e-5)
+
+
+@pytest.mark.slow
+def test_checkpoint_cost_is_measured_side_by_side_with_its_write_throughput() -> None:
+    pytest.importorskip("torch")
+    from benchmarks import checkpoints
+
+    ratio, writes = checkpoints.measure(load_milestone("smoke"), steps=6, every=2, repeats=1)
+    assert ratio.ours > 0 and ratio.theirs > 0
+    assert writes.ok and "2 writes of" in writes.detail and "MB/s" in writes.detail
