@@ -27,7 +27,7 @@ from harness.spec.prompting import format_completion, format_prompt
 from harness.spec.yaml_files import load_yaml_model
 from trainers.checkpoints import complete
 from trainers.config import TrainingConfig
-from trainers.protocol import Example, StepRecord, TrainRequest
+from trainers.protocol import Example, StepRecord, Trainer, TrainRequest
 
 if TYPE_CHECKING:
     from tests.conftest import MiniProject
@@ -37,21 +37,21 @@ torch = pytest.importorskip("torch")
 CHECKPOINTED = "checkpoint_every: 2\nkeep_checkpoints: 2\n"
 
 
-def checkpointed_milestone(mini: MiniProject, milestone_id: str, steps: int, extra: str = "") -> None:
+def checkpointed_milestone(
+    mini: MiniProject, milestone_id: str, steps: int, extra: str = "", backend: str = "torch"
+) -> None:
     """A mini milestone whose training config writes a resumable checkpoint every 2 steps."""
     mini.training("resumable")
     config = mini.path / "configs" / "training" / "resumable.yaml"
     config.write_text(config.read_text() + CHECKPOINTED)
-    mini.milestone(milestone_id, training="resumable", max_steps=steps)
+    mini.milestone(milestone_id, training="resumable", max_steps=steps, backend=backend)
     spec = mini.path / "configs" / "milestones" / f"{milestone_id}.yaml"
     spec.write_text(spec.read_text() + extra)
     mini.commit(f"milestone {milestone_id}")
 
 
-def uninterrupted_losses(mini: MiniProject, steps: int) -> list[float]:
+def uninterrupted_losses(mini: MiniProject, steps: int, backend: str = "torch") -> list[float]:
     """The same training, never interrupted, in this process."""
-    from trainers.torch.trainer import TorchTrainer
-
     config_path = mini.path / "configs" / "training" / "resumable.yaml"
     config = load_yaml_model(config_path, TrainingConfig)
     traces = load_traces(mini.path / "datasets" / "mini")
@@ -59,8 +59,18 @@ def uninterrupted_losses(mini: MiniProject, steps: int) -> list[float]:
     seen: list[StepRecord] = []
     out = mini.path.parent / "uninterrupted"
     request = TrainRequest("random:tiny-gemma", config, examples, steps, None, "cpu", out)
-    TorchTrainer().train(request, seen.append)
+    trainer_for(backend).train(request, seen.append)
     return [record.loss for record in seen]
+
+
+def trainer_for(backend: str) -> Trainer:
+    if backend == "jax":
+        from trainers.jax.trainer import JaxTrainer
+
+        return JaxTrainer()
+    from trainers.torch.trainer import TorchTrainer
+
+    return TorchTrainer()
 
 
 def losses(run_dir: Path) -> list[float]:
@@ -108,10 +118,14 @@ def kill_after_checkpoint(mini: MiniProject, milestone_id: str, step: int) -> No
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("backend", ["torch", "jax"])
 def test_a_killed_session_resumes_into_a_new_bundle_with_the_uninterrupted_curve(
-    mini: MiniProject,
+    mini: MiniProject, backend: str
 ) -> None:
-    checkpointed_milestone(mini, "mini-killed", steps=30)
+    if backend == "jax":
+        pytest.importorskip("tunix")
+    # 26 steps after the kill point: far more than the poll interval, so the kill always lands.
+    checkpointed_milestone(mini, "mini-killed", steps=30, backend=backend)
     kill_after_checkpoint(mini, "mini-killed", step=4)
     earlier = mini.bundle("mini-killed_v1")
     before = digests(earlier)
@@ -122,7 +136,8 @@ def test_a_killed_session_resumes_into_a_new_bundle_with_the_uninterrupted_curve
     marked = {"run_manifest.json", "failure_analysis.md", "mini-killed_summary.md", "SHA256SUMS"}
     after = digests(earlier)
     # The session that resumed it marked it interrupted, as any next session would; nothing else.
-    assert {name for name in before.keys() | after.keys() if before.get(name) != after.get(name)} <= marked
+    changed = {name for name in before.keys() | after.keys() if before.get(name) != after.get(name)}
+    assert changed <= marked
     assert verify_bundle(earlier) == []
     kept = [step for step, _ in complete(earlier / "checkpoints")]
     assert 1 <= len(kept) <= 2 and kept == sorted(kept)
@@ -135,27 +150,30 @@ def test_a_killed_session_resumes_into_a_new_bundle_with_the_uninterrupted_curve
     resumed = losses(mini.bundle("mini-killed_v2"))
     assert len(resumed) == 30
     assert resumed[: resumes["step"]] == losses(earlier)[: resumes["step"]]
-    assert_same_curve(resumed, uninterrupted_losses(mini, 30))
+    assert_same_curve(resumed, uninterrupted_losses(mini, 30, backend))
 
 
 @pytest.mark.slow
 def test_a_run_over_its_budget_stops_with_a_checkpoint_and_resumes_to_the_end(
     mini: MiniProject,
 ) -> None:
-    # 0.03 minutes: the session's start-up alone outlasts it, so the run stops as soon as its
-    # warm-up is over (after step 3); the resumed run's 3 steps end the run before it can stop.
-    checkpointed_milestone(mini, "mini-budget", steps=6, extra="budget: {wall_minutes: 0.03}\n")
+    # 0.02 minutes (1.2 s): pre-flight, the guardrails and building the model alone outlast it,
+    # so the run stops as soon as its warm-up is over (after step 3); the resumed run's warm-up
+    # (steps 4 and 5) and step 6 end the run before it can stop.
+    checkpointed_milestone(mini, "mini-budget", steps=6, extra="budget: {wall_minutes: 0.02}\n")
     result = mini.run("--milestone", "mini-budget")
-    result.stdout.fnmatch_lines(["*train: over budget: the session would take * min, its budget is 0.03 min*"])
+    result.stdout.fnmatch_lines(
+        ["*train: over budget: the session would take * min, its budget is 0.02 min*"]
+    )
     earlier = mini.bundle("mini-budget_v1")
     manifest = mini.manifest("mini-budget_v1")
     assert manifest["phases"]["train"]["cause"] == "over budget"
     assert manifest["steps_completed"] == 3
-    assert manifest["budget"]["wall_minutes"] == 0.03
-    assert manifest["budget"]["estimate_minutes"] > 0.03
+    assert manifest["budget"]["wall_minutes"] == 0.02
+    assert manifest["budget"]["estimate_minutes"] > 0.02
     assert manifest["checkpoints"]["written_after_steps"] == [2, 3]
     assert "resumable, in `checkpoints/`, after steps 2, 3" in (earlier / "journal.md").read_text()
-    assert "budget 0.03 min" in (earlier / "training_log.txt").read_text()
+    assert "budget 0.02 min" in (earlier / "training_log.txt").read_text()
     assert verify_bundle(earlier) == []
     before = digests(earlier)
 
@@ -181,9 +199,13 @@ def test_a_run_over_its_budget_stops_with_a_checkpoint_and_resumes_to_the_end(
     # Through the command line: a config changed since is refused before anything runs.
     config = mini.path / "configs" / "training" / "resumable.yaml"
     config.write_text(config.read_text().replace("log_every: 2", "log_every: 1"))
-    refused = mini.run_in_process("--milestone", "mini-budget", "--resume", "submission_runs/mini-budget_v1")
+    refused = mini.run_in_process(
+        "--milestone", "mini-budget", "--resume", "submission_runs/mini-budget_v1"
+    )
     assert refused.ret == pytest.ExitCode.USAGE_ERROR
-    refused.stderr.fnmatch_lines(["*--resume: */mini-budget_v1: training_config sha256 * there, * here; a resumed run must match it"])
+    refused.stderr.fnmatch_lines(
+        ["*--resume: */mini-budget_v1: training_config sha256 * there, * here; a resumed run must*"]
+    )
     assert not mini.bundle("mini-budget_v3").exists()
 
 

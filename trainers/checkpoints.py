@@ -45,8 +45,10 @@ def complete(root: Path) -> list[tuple[int, Path]]:
         return []
     found = []
     for path in root.iterdir():
-        if path.name.startswith(PREFIX) and (path / STATE_FILE).is_file():
-            found.append((read_step(path), path))
+        number = path.name.removeprefix(PREFIX)
+        # The step is read from the name: a folder being pruned meanwhile is simply not found.
+        if path.name.startswith(PREFIX) and number.isdigit() and (path / STATE_FILE).is_file():
+            found.append((int(number), path))
     return sorted(found)
 
 

@@ -70,9 +70,12 @@ def _resumption(path: Path) -> Resumption:
         raise EarlierRunError(f"{path}: {error}") from None
     steps = [step_record(record) for record in metrics.get("per_step", [])]
     logged = {record.step for record in steps}
-    usable = [(step, folder) for step, folder in complete(path / bundle.CHECKPOINTS_DIR) if step in logged]
+    found = complete(path / bundle.CHECKPOINTS_DIR)
+    usable = [(step, folder) for step, folder in found if step in logged]
     if not usable:
-        raise EarlierRunError(f"{path}: no complete checkpoint in {bundle.CHECKPOINTS_DIR}/ to resume from")
+        raise EarlierRunError(
+            f"{path}: no complete checkpoint in {bundle.CHECKPOINTS_DIR}/ to resume from"
+        )
     step, folder = usable[-1]
     return Resumption(
         path.name, path.resolve(), step, folder.resolve(), tuple(s for s in steps if s.step <= step)

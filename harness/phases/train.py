@@ -38,7 +38,9 @@ def build_request(run: MilestoneRun) -> TrainRequest:
         device=milestone.spec.hardware.accelerator,
         checkpoint_dir=run.run_dir / bundle.CHECKPOINT_DIR,
         checkpoints=CheckpointPlan(
-            run.run_dir / bundle.CHECKPOINTS_DIR, training.checkpoint_every, training.keep_checkpoints
+            run.run_dir / bundle.CHECKPOINTS_DIR,
+            training.checkpoint_every,
+            training.keep_checkpoints,
         ),
         resume_from=resumes.checkpoint if resumes else None,
     )
@@ -71,7 +73,8 @@ class StepLogger:
         self.elapsed += record.seconds
         self.done += 1
         # The loop writes a step's checkpoint before its step hooks run.
-        checkpointed = self.plan is not None and checkpoints.folder(self.plan.root, record.step).is_dir()
+        plan = self.plan
+        checkpointed = plan is not None and checkpoints.folder(plan.root, record.step).is_dir()
         if checkpointed:
             self.run.record.checkpoints.append(record.step)
         estimate = self.budget.estimate(record) if self.budget else None
