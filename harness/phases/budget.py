@@ -42,14 +42,14 @@ class BudgetWatch:
     def elapsed(self) -> float:
         return time.time() - self.started
 
-    def check(self, record: StepRecord, estimate: float | None) -> None:
-        """Raise ``OverBudget`` after ``record`` when the estimate exceeds the budget and the next
-        step with room for the save no longer fits before the reserve."""
+    def stop_after(self, record: StepRecord, estimate: float | None) -> OverBudget | None:
+        """The stop after ``record``, once the estimate exceeds the budget and the next step with
+        room for the save no longer fits before the reserve; None while training goes on."""
         if estimate is None or estimate <= self.budget_s or record.step >= self.total:
-            return
+            return None
         if self.elapsed() + 2 * self.step_s <= self.budget_s * (1 - RESERVE):
-            return
-        raise OverBudget(
+            return None
+        return OverBudget(
             f"over budget: the session would take {estimate / 60:.2f} min, its budget is "
             f"{self.budget_s / 60:g} min; stopped after step {record.step} of {self.total} with a "
             "checkpoint to resume from",

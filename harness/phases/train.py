@@ -17,7 +17,6 @@ from harness.spec.data import load_traces
 from harness.spec.prompting import format_completion, format_prompt
 from trainers import checkpoints
 from trainers.checkpoints import CheckpointPlan
-from trainers.guards import OverBudget
 from trainers.protocol import Example, StepRecord, Trainer, TrainRequest, TrainResult
 
 
@@ -80,12 +79,7 @@ class StepLogger:
         estimate = self.budget.estimate(record) if self.budget else None
         if estimate is not None:
             self.run.record.budget_estimate_s = estimate
-        stop = None
-        if self.budget is not None:
-            try:
-                self.budget.check(record, estimate)
-            except OverBudget as error:
-                stop = error
+        stop = self.budget.stop_after(record, estimate) if self.budget else None
         # A checkpoint's step is in the metrics it is resumed with; a stop is logged and shown.
         if stop or checkpointed or not record.step % self.every or record.step in (1, self.total):
             self._log(record, show=stop is not None)
