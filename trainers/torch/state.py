@@ -29,9 +29,11 @@ def read_state(folder: Path, model: torch.nn.Module, optimizer: Any, schedule: A
     """Put the state ``write_state`` left in ``folder`` back into a freshly built run."""
     state = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=True)
     trained = {n for n, p in model.named_parameters() if p.requires_grad}
-    if set(state["weights"]) != trained:
-        missing = sorted(trained - set(state["weights"]))[:1] or sorted(set(state["weights"]))[:1]
-        raise ValueError(f"{folder}: its weights do not match the model's trained ones ({missing})")
+    differing = sorted(trained ^ set(state["weights"]))
+    if differing:
+        raise ValueError(
+            f"{folder}: its weights are not the ones this model trains (first: {differing[0]})"
+        )
     model.load_state_dict(state["weights"], strict=False)
     optimizer.load_state_dict(state["optimizer"])
     schedule.load_state_dict(state["schedule"])
