@@ -98,6 +98,12 @@ def _add_ini_values(parser: pytest.Parser) -> None:
         default="submission_runs",
     )
     parser.addini(
+        "resources_interval",
+        help="Seconds between two samples of memory and CPU (process, CUDA GPUs, jax devices) "
+        "while a phase runs, appended to the bundle's resources.jsonl (default: 2).",
+        default="2",  # DEFAULT_INTERVAL_S of harness.plugin.resources
+    )
+    parser.addini(
         "milestone_paths",
         type="paths",
         help="Folders, inside the project, holding the milestone specs <id>.yaml "

@@ -36,6 +36,7 @@ from harness.plugin.report import (
     place_report,
     redact_report,
 )
+from harness.plugin.resources import DEFAULT_INTERVAL_S, PhaseResources, sampling_interval
 from harness.plugin.startup import (
     baseline_for,
     reevaluation_source,
@@ -59,6 +60,7 @@ class MilestoneSession:
         milestones: list[Milestone | FreezeMilestone],
         root: Path,
         runs_root: Path,
+        resources_interval_s: float = DEFAULT_INTERVAL_S,
     ) -> None:
         self.config = config
         self.milestones = milestones
@@ -71,6 +73,7 @@ class MilestoneSession:
         self.reevaluates: Path | None = None
         self.interrupts = Interrupts()
         self.last_failed = WholeMilestoneRerun(self.runs)
+        self.resources = PhaseResources(resources_interval_s)
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> MilestoneSession:
@@ -82,7 +85,7 @@ class MilestoneSession:
             raise pytest.UsageError(f"--milestone: {error}") from None
         if config.option.rehearse:
             milestones = [rehearse(m) if isinstance(m, Milestone) else m for m in milestones]
-        session = cls(config, milestones, root, runs_root(config))
+        session = cls(config, milestones, root, runs_root(config), sampling_interval(config))
         session.baselines = {m.id: baseline_for(config, m, root) for m in milestones}
         session.reevaluates = reevaluation_source(config, milestones, root)
         if config.option.update_goldens:
@@ -227,6 +230,7 @@ class MilestoneSession:
             return
         phase, run = found
         journal.begin_phase(run, phase)
+        self.resources.begin(run, phase)
         blocked = run.blocker(phase)
         if blocked is not None:
             raise PhaseBlocked(*blocked)
@@ -242,6 +246,7 @@ class MilestoneSession:
         if found is None or call.when == "teardown" or (call.when == "setup" and report.passed):
             return report
         phase, run = found
+        self.resources.end(run)
         outcome = _outcome(phase, report, call)
         kept = None
         if report.failed and has_traceback(call.excinfo):
@@ -288,6 +293,7 @@ class MilestoneSession:
     def close_runs(self) -> None:
         """Record a phase cut short as interrupted, and render every run's documents once more."""
         for run in self.owned_runs():
+            self.resources.end(run)
             phase = run.in_progress.name if run.in_progress else None
             if phase is not None and phase not in run.record.outcomes:
                 reason = self.interrupts.reason
@@ -296,6 +302,7 @@ class MilestoneSession:
                 journal.end_phase(run, cut_short)
             run.record.session_finished = True
             write_documents(run)
+        self.resources.close()
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("tunix-rt evidence")
