@@ -16,13 +16,18 @@ $(STAMP): pyproject.toml
 smoke: $(STAMP)
 	$(BIN)/pytest acceptance --milestone smoke
 
-## test: the unit tier, the CPU milestones of both backends side by side, the M42 lock, and a
-## rehearsal of every real milestone on this CPU
+## test: docs/tpu.md's install lines resolved against the pins (needs the package index), the
+## unit tier (with the Kaggle notebooks, which rehearse m38 and m44-kaggle on user data on this
+## CPU), the CPU milestones of both backends side by side (with the LoRA and Adafactor smoke
+## variants), the M42 lock, and a rehearsal of every real milestone as shipped. The milestones run
+## with one OpenMP thread per xdist worker: two workers of two threads each on two cores stall at
+## every parallel region (benchmarks/README.md), LoRA's small operations most.
 test: $(STAMP) browser
+	$(BIN)/python -m tools.install_lines docs/tpu.md
 	$(BIN)/pytest tests -n auto -q
-	$(BIN)/pytest acceptance -n 2 --milestone smoke --milestone smoke-jax
+	OMP_NUM_THREADS=1 $(BIN)/pytest acceptance -n 2 --milestone smoke --milestone smoke-jax --milestone smoke-lora --milestone smoke-adafactor
 	$(BIN)/pytest acceptance --milestone m42
-	$(BIN)/pytest acceptance --rehearse --milestone m44 --milestone m43 --milestone m38
+	$(BIN)/pytest acceptance --rehearse --milestone m44 --milestone m44-adafactor --milestone m44-kaggle --milestone m43 --milestone m38
 
 unit: $(STAMP)
 	$(BIN)/pytest tests -n auto -q

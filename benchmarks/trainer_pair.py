@@ -13,6 +13,7 @@ import torch
 from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 
+from trainers.config import AdafactorConfig, LoraConfig
 from trainers.encoding import IGNORE_INDEX, encode_example
 from trainers.models import build_model_and_tokenizer
 from trainers.protocol import StepRecord, TrainRequest
@@ -89,6 +90,34 @@ class _PlannedTrainer(Trainer):
         return loss
 
 
+class _SameRandomStream(TrainerCallback):
+    """Puts back, before the first step, the random state the model was built with: Trainer seeds
+    again and its DataLoader draws a seed, so LoRA dropout's masks would differ from ours."""
+
+    def __init__(self) -> None:
+        self.state = torch.get_rng_state()
+        self.restored = False
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if not self.restored:
+            torch.set_rng_state(self.state)
+            self.restored = True
+
+
+def with_peft_adapters(model: Any, lora: LoraConfig) -> Any:
+    """``model`` with peft's LoRA adapters, configured here as a peft user would."""
+    import peft
+
+    config = peft.LoraConfig(
+        r=lora.rank,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=list(lora.target_modules),
+        task_type="CAUSAL_LM",
+    )
+    return peft.get_peft_model(model, config)
+
+
 class _StepClock(TrainerCallback):
     def __init__(self, device: str) -> None:
         self.device = device
@@ -99,14 +128,20 @@ class _StepClock(TrainerCallback):
 
 
 def train_theirs(request: TrainRequest, output_dir: Path) -> Run:
-    """The run through transformers.Trainer: same init, batches, AdamW, schedule and clipping."""
+    """The run through transformers.Trainer: same init (and peft adapters), batches, optimizer,
+    schedule and clipping."""
     config = request.config
     if config.batching == "packed" or config.parallel.strategy != "single":
         raise ValueError(
             "the transformers.Trainer side reproduces padded batches on one device only"
         )
+    if config.lora is not None and config.lora.quantize != "none":
+        raise ValueError("the transformers.Trainer side trains LoRA without quantization only")
     model, tokenizer = build_model_and_tokenizer(request.model_source, config.seed)
     model.config.use_cache = False  # as our trainer: no KV cache while training
+    if config.lora is not None:
+        model = with_peft_adapters(model, config.lora)
+    same_stream = _SameRandomStream()
     rows = [encode_example(tokenizer, ex, config.max_seq_len) for ex in request.examples]
     steps = request.total_steps()
     plan = BatchPlan(rows, config, tokenizer.pad_token_id)
@@ -117,10 +152,24 @@ def train_theirs(request: TrainRequest, output_dir: Path) -> Run:
             "a step has fewer rows than grad_accum_steps: Trainer takes no empty batch"
         )
     opt = config.optimizer
-    # Our trainer decays every weight; Trainer's own AdamW would spare biases and norms.
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=opt.lr, betas=opt.betas, eps=opt.eps, weight_decay=opt.weight_decay
-    )
+    optimizer = None
+    if isinstance(opt, AdafactorConfig):
+        # Trainer's own optim="adafactor": relative_step and scale_parameter off, the other
+        # settings transformers' defaults, and no weight decay on biases and norms.
+        if opt.weight_decay or (opt.decay_rate, opt.clip_threshold, opt.eps) != (0.8, 1.0, 1e-30):
+            raise ValueError(
+                "the transformers.Trainer side's adafactor compares only with no weight decay "
+                "and transformers' defaults (decay_rate 0.8, clip_threshold 1.0, eps 1e-30)"
+            )
+    else:
+        # Our trainer decays every weight; Trainer's own AdamW would spare biases and norms.
+        optimizer = torch.optim.AdamW(
+            [p for p in model.parameters() if p.requires_grad],
+            lr=opt.lr,
+            betas=opt.betas,
+            eps=opt.eps,
+            weight_decay=opt.weight_decay,
+        )
     schedule = config.schedule
     args = TrainingArguments(
         output_dir=str(output_dir),
@@ -134,6 +183,8 @@ def train_theirs(request: TrainRequest, output_dir: Path) -> Run:
         else {},
         warmup_steps=schedule.warmup_steps,
         max_grad_norm=config.grad_clip,
+        optim="adafactor" if optimizer is None else "adamw_torch",
+        weight_decay=opt.weight_decay,
         seed=config.seed,
         bf16=config.precision == "bf16",
         gradient_checkpointing=config.gradient_checkpointing,
@@ -157,7 +208,7 @@ def train_theirs(request: TrainRequest, output_dir: Path) -> Run:
         train_dataset=_MicroBatches(rows, shards),
         data_collator=lambda items: pad(items[0]),
         optimizers=(optimizer, None),
-        callbacks=[step_clock],
+        callbacks=[same_stream, step_clock],
     )
     trainer.remove_callback(PrinterCallback)  # its closing metrics would break our table
     trainer.train()

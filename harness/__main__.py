@@ -1,5 +1,6 @@
-"""``python -m harness verify | compare | score``: check a bundle, set bundles side by side, or
-score a predictions file again, later or on another machine."""
+"""``python -m harness verify | compare | score | derive``: check a bundle, set bundles side by
+side, score a predictions file again, later or on another machine; or derive a milestone of your
+own from a shipped one, naming another model, dataset or evalset (e.g. under /kaggle/input)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ from harness.evidence.rescoring import Source, rescoring_document, rescoring_lin
 from harness.evidence.verify import bundle_files, verify_bundle
 from harness.record.rescoring import ANSWER_KEY, ID_KEY, read_answers, rescore
 from harness.spec.data import DataError, load_evalset
+from harness.spec.derived import Changes, derive
+from harness.spec.registry import MilestoneRegistry
+from harness.spec.yaml_files import SpecError
 
 
 def verify(args: argparse.Namespace) -> int:
@@ -72,6 +76,42 @@ def score(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_derive(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    derive_ = commands.add_parser(
+        "derive",
+        help="write configs/milestones/NEW.yaml: the milestone ID with another model or data",
+        description="Write NEW.yaml beside the spec of ID with the given keys replaced, and check "
+        "it as any spec is checked. Record-count criteria of a replaced dataset or evalset are set "
+        "to the new file's count. Run it from the project's root.",
+    )
+    derive_.add_argument("milestone", metavar="ID", help="the milestone to start from, e.g. m38")
+    derive_.add_argument("--as", dest="new_id", metavar="NEW", required=True, help="the new id")
+    derive_.add_argument(
+        "--model", help="a model source, e.g. kaggle:/kaggle/input/gemma/flax/2b/2"
+    )
+    derive_.add_argument("--dataset", help="a .jsonl file or a folder, e.g. /kaggle/input/my-data")
+    derive_.add_argument("--evalset", help="a .jsonl file or a folder holding one")
+    derive_.add_argument(
+        "--breakdown",
+        action="append",
+        metavar="KEY",
+        help="a key of the evalset's own to break the scores down by (repeat for more)",
+    )
+    derive_.set_defaults(handler=derive_milestone)
+
+
+def derive_milestone(args: argparse.Namespace) -> int:
+    changes = Changes(args.model, args.dataset, args.evalset, args.breakdown)
+    try:
+        path = derive(MilestoneRegistry(Path.cwd()), args.milestone, args.new_id, changes)
+    except SpecError as error:
+        print(f"python -m harness derive: {error}", file=sys.stderr)
+        return 2
+    print(path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path)
+    return 0
+
+
+
 def parser() -> argparse.ArgumentParser:
     found = argparse.ArgumentParser(prog="python -m harness", description=__doc__)
     commands = found.add_subparsers(dest="command", required=True)
@@ -95,6 +135,7 @@ def parser() -> argparse.ArgumentParser:
                         f"output, e.g. meta.final_answer (default: {ANSWER_KEY})")
     scored.add_argument("--out", type=Path, help="also write the results to this JSON file")
     scored.set_defaults(handler=score)
+    add_derive(commands)
     return found
 
 

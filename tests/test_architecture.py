@@ -23,7 +23,7 @@ LAYERS = (
     ("harness.probes",),
     ("harness.phases",),
     ("harness.plugin",),
-    ("harness.__main__",),
+    ("harness.__main__", "harness.notebook"),
 )
 
 

@@ -11,7 +11,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.spec.data import DataError, EvalItem, Trace, file_sha256, load_evalset, load_traces
+from harness.spec.data import (
+    DataError,
+    EvalItem,
+    Trace,
+    dataset_file,
+    evalset_file,
+    file_sha256,
+    load_evalset,
+    load_traces,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 DATASET = ROOT / "datasets" / "dev-reasoning-v2"
@@ -54,6 +63,7 @@ def _with_step(**step: object) -> str:
 
 
 def _write(path: Path, lines: list[str]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     return path
 
@@ -120,7 +130,7 @@ def test_meta_accepts_extra_keys(tmp_path: Path) -> None:
         (_line({**GOOD_TRACE, "steps": []}), "key 'steps' must not be empty"),
         (_line({**GOOD_TRACE, "prompt": 3}), "key 'prompt' must be a string"),
         (_line({**GOOD_TRACE, "meta": "x"}), "key 'meta' must be an object"),
-        (_line({**GOOD_TRACE, "bogus": 1}), "unknown key 'bogus'"),
+        (_with_step(by="me"), "unknown key 'steps.0.by'"),
         (_line([1, 2]), "record must be an object"),
         ('{"prompt": "a", "prompt": "b"}', "duplicate key 'prompt'"),
     ],
@@ -155,8 +165,52 @@ def test_wrong_eval_type_names_key(tmp_path: Path) -> None:
 
 
 def test_message_stays_on_one_line(tmp_path: Path) -> None:
-    path = _write(tmp_path / "e.jsonl", [_line({**GOOD_ITEM, "bad\nkey": 1})])
-    assert _error_for(path, load_evalset) == f"{path}:1: unknown key 'bad\\nkey'"
+    path = _write(tmp_path / "e.jsonl", [_line(GOOD_ITEM)])
+    message = _error_for(path, lambda file: load_evalset(file, ["bad\nkey"]))
+    named = "(named in the spec's evaluation.breakdown)"
+    assert message == f"{path}:1: missing key 'bad\\nkey' {named}"
+
+
+# --- the data's own keys: kept, and the evalset's grouped by the spec's breakdown ----------------
+
+NOT_A_GROUP = "key 'section' must be a string, number or boolean to break down by"
+
+
+def test_own_keys_are_kept_on_traces_and_items(tmp_path: Path) -> None:
+    trace = _write(tmp_path / "t.jsonl", [_line({**GOOD_TRACE, "source": "forum", "tags": ["a"]})])
+    assert load_traces(trace)[0].extra == {"source": "forum", "tags": ["a"]}
+    item = {**GOOD_ITEM, "section": "algebra", "difficulty": 3, "notes": None}
+    evalset = _write(tmp_path / "e.jsonl", [_line(item)])
+    assert load_evalset(evalset)[0].extra == {"section": "algebra", "difficulty": 3, "notes": None}
+
+
+def test_known_keys_stay_strictly_typed_beside_own_keys(tmp_path: Path) -> None:
+    path = _write(tmp_path / "e.jsonl", [_line({**GOOD_ITEM, "section": "a", "category": 4})])
+    expected = f"{path}:1: key 'category' must be a string, got number"
+    assert _error_for(path, load_evalset) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, f"{NOT_A_GROUP}, got null"),
+        (["a"], f"{NOT_A_GROUP}, got array"),
+        ({"a": 1}, f"{NOT_A_GROUP}, got object"),
+    ],
+)
+def test_a_breakdown_key_needs_a_value_to_group_by(
+    tmp_path: Path, value: object, expected: str
+) -> None:
+    other = {**GOOD_ITEM, "id": "e-2", "section": "b"}
+    path = _write(tmp_path / "e.jsonl", [_line(other), _line({**GOOD_ITEM, "section": value})])
+    assert _error_for(path, lambda file: load_evalset(file, ["section"])) == f"{path}:2: {expected}"
+
+
+def test_a_breakdown_key_missing_from_an_item_names_its_line(tmp_path: Path) -> None:
+    other = {**GOOD_ITEM, "id": "e-2"}
+    path = _write(tmp_path / "e.jsonl", [_line({**GOOD_ITEM, "section": "a"}), _line(other)])
+    message = _error_for(path, lambda file: load_evalset(file, ["section"]))
+    assert message == f"{path}:2: missing key 'section' (named in the spec's evaluation.breakdown)"
 
 
 @pytest.mark.parametrize("loader", [load_traces, load_evalset])
@@ -167,6 +221,63 @@ def test_missing_file(tmp_path: Path, loader: Callable[[Path], object]) -> None:
 
 def test_folder_without_traces(tmp_path: Path) -> None:
     assert _error_for(tmp_path) == f"{tmp_path / 'traces.jsonl'}: no such file"
+
+
+# --- inputs named by path: a file of any name, or a folder ---------------------------------------
+
+
+@pytest.mark.parametrize("locate", [dataset_file, evalset_file])
+def test_an_absolute_file_of_any_name_is_read_where_it_is(
+    tmp_path: Path, locate: Callable[[Path, str], Path]
+) -> None:
+    path = _write(tmp_path / "mount" / "my data.json-lines", [_line(GOOD_ITEM)])
+    assert locate(tmp_path / "project", str(path)) == path.resolve()
+
+
+@pytest.mark.parametrize("locate", [dataset_file, evalset_file])
+def test_a_folder_with_one_jsonl_file_names_it(
+    tmp_path: Path, locate: Callable[[Path, str], Path]
+) -> None:
+    path = _write(tmp_path / "my-data" / "dataset.jsonl", [_line(GOOD_TRACE)])
+    (tmp_path / "my-data" / "README.md").write_text("about the data\n")
+    assert locate(tmp_path, str(tmp_path / "my-data")) == path
+
+
+def test_a_dataset_folder_reads_its_traces_jsonl_first(tmp_path: Path) -> None:
+    traces = _write(tmp_path / "data" / "traces.jsonl", [_line(GOOD_TRACE)])
+    _write(tmp_path / "data" / "other.jsonl", [_line(GOOD_TRACE)])
+    assert dataset_file(tmp_path, str(tmp_path / "data")) == traces
+
+
+@pytest.mark.parametrize(("locate", "kind"), [(dataset_file, "dataset"), (evalset_file, "evalset")])
+def test_an_ambiguous_folder_is_refused_in_one_line_naming_it(
+    tmp_path: Path, locate: Callable[[Path, str], Path], kind: str
+) -> None:
+    folder = tmp_path / "my-data"
+    _write(folder / "dataset.jsonl", [_line(GOOD_TRACE)])
+    _write(folder / "evalset.jsonl", [_line(GOOD_ITEM)])
+    with pytest.raises(DataError) as info:
+        locate(tmp_path, str(folder))
+    assert str(info.value) == (
+        f"the {kind} folder {folder} holds 2 .jsonl files (dataset.jsonl, evalset.jsonl): name one"
+    )
+
+
+@pytest.mark.parametrize(("locate", "kind"), [(dataset_file, "dataset"), (evalset_file, "evalset")])
+def test_a_folder_without_jsonl_files_is_refused(
+    tmp_path: Path, locate: Callable[[Path, str], Path], kind: str
+) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError) as info:
+        locate(tmp_path, str(tmp_path / "empty"))
+    assert str(info.value) == f"no .jsonl file in the {kind} folder {tmp_path / 'empty'}"
+
+
+def test_project_names_keep_their_folders(tmp_path: Path) -> None:
+    traces = _write(tmp_path / "datasets" / "notes" / "traces.jsonl", [_line(GOOD_TRACE)])
+    evalset = _write(tmp_path / "evalsets" / "held-out.jsonl", [_line(GOOD_ITEM)])
+    assert dataset_file(tmp_path, "notes") == traces
+    assert evalset_file(tmp_path, "held-out") == evalset
 
 
 @pytest.mark.parametrize("loader", [load_traces, load_evalset])

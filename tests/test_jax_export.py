@@ -28,7 +28,7 @@ from harness.spec.data import load_traces  # noqa: E402
 from harness.spec.prompting import format_completion, format_prompt  # noqa: E402
 from harness.spec.yaml_files import load_yaml_model  # noqa: E402
 from trainers.char_tokenizer import build_char_tokenizer  # noqa: E402
-from trainers.config import MeshConfig, TrainingConfig  # noqa: E402
+from trainers.config import LORA_TARGETS, MeshConfig, TrainingConfig  # noqa: E402
 from trainers.encoding import encode_prompt  # noqa: E402
 from trainers.jax import export as jax_export  # noqa: E402
 from trainers.jax import model as jax_model  # noqa: E402
@@ -51,10 +51,8 @@ RUNS: dict[str, tuple[str | None, bool]] = {
     "lora": ("gemma", True),
 }
 FULL = [name for name, (_, lora) in RUNS.items() if not lora]
-# The tensors of the weights LORA_MODULES adapts: q, k and v (one fused einsum) and the MLP.
-ADAPTED = tuple(
-    f"{name}.weight" for name in ("q_proj", "k_proj", "v_proj", "gate_proj", "up_proj", "down_proj")
-)
+# The LoRA run adapts every projection: q, k and v (one fused einsum), o and the MLP.
+ADAPTED = tuple(f"{name}.weight" for name in LORA_TARGETS)
 
 
 def prompts() -> list[str]:
@@ -88,7 +86,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path
                 "max_seq_len": 96,
                 "schedule": schedule,
                 "optimizer": optimizer,
-                "lora": {"rank": 4, "alpha": 8.0} if lora else None,
+                "lora": {"rank": 4, "alpha": 8.0, "target_modules": LORA_TARGETS} if lora else None,
             }
         )
         request = TrainRequest(source, run_config, examples, STEPS, None, "cpu", base / name)

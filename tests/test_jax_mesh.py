@@ -1,6 +1,6 @@
 """The jax backend's (data, fsdp) mesh on 8 forced CPU devices, in a subprocess of its own (jax
-reads XLA_FLAGS once per process): 2x4, 8x1 and the TPU v3-8's 1x8 train, shard and agree; a
-too-large mesh is a one-line error."""
+reads XLA_FLAGS once per process): 2x4, 8x1 and the TPU v3-8's 1x8 train, shard and agree, with
+AdamW and with Adafactor; a too-large mesh is a one-line error."""
 
 from __future__ import annotations
 
@@ -54,11 +54,15 @@ HELPER = textwrap.dedent(
         }
 
     report = {"jax_devices": len(jax.devices())}
-    cases = (("2x4", 2, 4, 16), ("8x1", 8, 1, 16), ("1x8", 1, 8, 16), ("4x4", 4, 4, 16),
-             ("batch12", 2, 4, 12))
-    for name, data, fsdp, batch_size in cases:
+    adafactor = {"name": "adafactor", "lr": 5.0e-3}
+    cases = (("2x4", 2, 4, 16, None), ("8x1", 8, 1, 16, None), ("1x8", 1, 8, 16, None),
+             ("4x4", 4, 4, 16, None), ("batch12", 2, 4, 12, None),
+             ("adafactor-8x1", 8, 1, 16, adafactor), ("adafactor-1x8", 1, 8, 16, adafactor))
+    for name, data, fsdp, batch_size, optimizer in cases:
         mesh = {"data": data, "fsdp": fsdp}
         changes = {"batch_size": batch_size, "schedule": schedule, "mesh": mesh}
+        if optimizer is not None:
+            changes["optimizer"] = optimizer
         config = TrainingConfig(**{**base.model_dump(), **changes})
         source = "random:tiny-gemma"
         request = TrainRequest(source, config, examples, steps, None, "cpu", out / name)
@@ -119,7 +123,7 @@ def test_eight_cpu_devices_are_forced(report: dict[str, Any]) -> None:
     assert report["jax_devices"] == 8
 
 
-@pytest.mark.parametrize("mesh", ["2x4", "8x1", "1x8"])
+@pytest.mark.parametrize("mesh", ["2x4", "8x1", "1x8", "adafactor-8x1", "adafactor-1x8"])
 def test_training_on_the_mesh_uses_all_devices_and_the_loss_falls(
     report: dict[str, Any], mesh: str
 ) -> None:
@@ -130,7 +134,7 @@ def test_training_on_the_mesh_uses_all_devices_and_the_loss_falls(
     assert losses(report, mesh)[-1] < 0.9 * losses(report, mesh)[0]
 
 
-@pytest.mark.parametrize("mesh", ["2x4", "1x8"])
+@pytest.mark.parametrize("mesh", ["2x4", "1x8", "adafactor-1x8"])
 def test_fsdp_shards_the_weights(report: dict[str, Any], mesh: str) -> None:
     assert all(step["sharded"] for step in report[mesh]["steps"])
 
@@ -138,6 +142,14 @@ def test_fsdp_shards_the_weights(report: dict[str, Any], mesh: str) -> None:
 @pytest.mark.parametrize("mesh", ["8x1", "1x8"])
 def test_every_mesh_shape_computes_the_same_losses(report: dict[str, Any], mesh: str) -> None:
     assert losses(report, mesh) == pytest.approx(losses(report, "2x4"), rel=1e-4)
+
+
+def test_adafactor_computes_the_same_losses_with_its_state_sharded_or_replicated(
+    report: dict[str, Any],
+) -> None:
+    # Its factored statistics cannot take their weights' sharding and are replicated on every mesh.
+    sharded, replicated = losses(report, "adafactor-1x8"), losses(report, "adafactor-8x1")
+    assert sharded == pytest.approx(replicated, rel=1e-4)
 
 
 def test_a_mesh_larger_than_the_devices_is_a_one_line_error(report: dict[str, Any]) -> None:

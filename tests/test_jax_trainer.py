@@ -25,7 +25,8 @@ from trainers.config import TrainingConfig  # noqa: E402
 from trainers.encoding import batches, encode_example  # noqa: E402
 from trainers.guards import Divergence, NonFiniteLoss  # noqa: E402
 from trainers.jax.model import MODEL_CARD, build_mesh, build_model, load_model  # noqa: E402
-from trainers.jax.trainer import JaxTrainer, learning_rate  # noqa: E402
+from trainers.jax.optim import learning_rate  # noqa: E402
+from trainers.jax.trainer import JaxTrainer  # noqa: E402
 from trainers.protocol import Example, StepRecord, TrainRequest, TrainResult  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,12 @@ from harness.record.failures import InsufficientMemory  # noqa: E402
 from harness.record.run import MilestoneRun, RunOptions  # noqa: E402
 from harness.spec.milestones import Milestone  # noqa: E402
 from harness.spec.registry import MilestoneRegistry  # noqa: E402
-from trainers.config import LoraConfig, MeshConfig  # noqa: E402
+from trainers.config import (  # noqa: E402
+    LORA_TARGETS,
+    AdafactorConfig,
+    LoraConfig,
+    MeshConfig,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 GIB = 2**30
@@ -69,6 +75,17 @@ def test_gemma_2b_fully_fine_tuned_on_m38s_mesh_fits_one_v5e_chip() -> None:
     assert needed.micro_batch == 1  # batch 8 over the 8 devices
     assert refusal(needed, a_tpu_chip(V5E_HBM)) is None
     assert needed.total < 12 * GIB
+
+
+def test_gemma_2b_on_m38_v4s_mesh_fits_a_v4_chip_and_not_a_v5e_chip() -> None:
+    milestone = MilestoneRegistry(ROOT).load("m38-v4")
+    assert isinstance(milestone, Milestone)
+    needed = estimate_jax(gemma_2b(), milestone.training)
+    assert needed.micro_batch == 2  # batch 8 over the v4-8's 4 devices
+    v4_chip = DeviceMemory("tpu:0 (TPU v4)", 32 * GIB, 32 * GIB, "injected by the test")
+    assert refusal(needed, v4_chip) is None
+    assert refusal(needed, a_tpu_chip(V5E_HBM)) is not None
+    assert 19 * GIB < needed.total < 20 * GIB
 
 
 def test_gemma_2b_on_one_chip_is_refused_with_the_numbers() -> None:
@@ -135,17 +152,51 @@ def test_the_cpu_devices_of_a_jax_run_share_the_ram(tmp_path: Path) -> None:
     assert line.endswith("(MemAvailable in /proc/meminfo)")
 
 
-def test_the_lora_count_is_the_adapters_qwix_builds() -> None:
+ALL_PROJECTIONS = LoraConfig(rank=4, alpha=8, target_modules=LORA_TARGETS)
+
+
+def shapes_of(state: Any) -> list[tuple[int, ...]]:
+    from flax import nnx
+
+    return sorted(tuple(variable.get_value().shape) for _, variable in nnx.to_flat_state(state))
+
+
+@pytest.mark.parametrize(
+    "lora", [LoraConfig(rank=4, alpha=8), ALL_PROJECTIONS], ids=["default", "all"]
+)
+def test_the_weights_and_adapters_counted_are_those_tunix_and_qwix_build(lora: LoraConfig) -> None:
     from flax import nnx
 
     from trainers.jax import model as jax_model
 
     mesh = jax_model.build_mesh(MeshConfig(), "cpu")
-    model = jax_model.build_model("tiny-gemma", 0, mesh, LoraConfig(rank=4, alpha=8))
-    adapters = sum(
-        variable.get_value().size
-        for path, variable in nnx.to_flat_state(nnx.state(model))
-        if any("lora" in str(key) for key in path)
-    )
+    model = jax_model.build_model("tiny-gemma", 0, mesh, lora)
     shape = ModelShape.from_config(model_config("random:tiny-gemma"))
-    assert adapters == lora_parameters(shape, 4) > 0
+    assert shapes_of(nnx.state(model, nnx.LoRAParam)) == sorted(shape.jax_adapter_shapes(lora))
+    weights = nnx.All(nnx.Param, nnx.Not(nnx.LoRAParam))
+    assert shapes_of(nnx.state(model, weights)) == sorted(shape.jax_weight_shapes())
+    adapters = sum(math.prod(s) for s in shapes_of(nnx.state(model, nnx.LoRAParam)))
+    assert adapters == lora_parameters(shape, lora) > 0
+
+
+@pytest.mark.parametrize("lora", [None, ALL_PROJECTIONS], ids=["full", "lora"])
+def test_the_adafactor_state_counted_is_the_one_optax_keeps(lora: LoraConfig | None) -> None:
+    import optax
+    from flax import nnx
+
+    from trainers.jax import model as jax_model
+    from trainers.jax.optim import build_optimizer
+
+    adafactor = AdafactorConfig(name="adafactor", lr=1e-3)
+    config = m38().training.model_copy(
+        update={"optimizer": adafactor, "lora": lora, "mesh": MeshConfig()}
+    )
+    model = jax_model.build_model("tiny-gemma", 0, jax_model.build_mesh(MeshConfig(), "cpu"), lora)
+    transform = build_optimizer(config, optax.constant_schedule(1e-3))
+    optimizer = nnx.Optimizer(model, transform, wrt=nnx.LoRAParam if lora else nnx.Param)
+    # optax keeps a one-value placeholder for each statistic a weight does not need, and a count.
+    state = shapes_of(nnx.state(optimizer, nnx.optimizer.OptState))
+    kept = [size for size in map(math.prod, state) if size > 1]
+    needed = estimate_jax(ModelShape.from_config(model_config("random:tiny-gemma")), config)
+    assert needed.optimizer == 4 * sum(kept)
+    assert needed.optimizer < needed.gradients  # AdamW keeps two values per trained weight

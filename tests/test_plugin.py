@@ -121,7 +121,7 @@ def test_a_bad_spec_is_a_usage_error_naming_file_and_key(mini: MiniProject) -> N
 
 def test_without_a_milestone_the_phases_skip_and_say_why(mini: MiniProject) -> None:
     result = mini.run_in_process("-rs")
-    result.assert_outcomes(skipped=10)  # every phase of every kind of milestone
+    result.assert_outcomes(skipped=11)  # every phase of every kind of milestone
     result.stdout.fnmatch_lines(["*no --milestone given; known milestones: mini, mini-broken, mini-gpu*"])
     assert not (mini.path / "submission_runs").exists()
 

@@ -96,10 +96,10 @@ def test_a_malformed_dataset_line_stops_preflight_naming_file_and_line(tmp_path:
     milestone = MilestoneRegistry(ROOT).load("smoke")
     broken = tmp_path / "broken-dataset"
     broken.mkdir()
-    lines = (milestone.dataset_path / "traces.jsonl").read_text().splitlines()
+    lines = milestone.dataset_path.read_text().splitlines()
     lines[6] = lines[6][:-5]
     (broken / "traces.jsonl").write_text("\n".join(lines) + "\n")
     run = run_with(tmp_path)
-    run.milestone = dataclasses.replace(run.milestone, dataset_path=broken)
+    run.milestone = dataclasses.replace(run.milestone, dataset_path=broken / "traces.jsonl")
     with pytest.raises(DataError, match=r"traces.jsonl:7: invalid JSON"):
         preflight(run)

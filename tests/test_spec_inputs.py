@@ -158,7 +158,7 @@ def test_a_symlinked_dataset_is_recorded_at_its_target(
     edit(spec_file(project), dataset="linked")
     milestone = MilestoneRegistry(project).load("smoke")
     assert isinstance(milestone, Milestone)
-    assert milestone.dataset_path == (outside / "reasoning").resolve()
+    assert milestone.dataset_path == (outside / "reasoning" / "traces.jsonl").resolve()
     facts = manifest_of(project, tmp_path)["dataset"]
     assert (
         facts["resolved_path"]
@@ -168,31 +168,44 @@ def test_a_symlinked_dataset_is_recorded_at_its_target(
     assert facts["as_written"] == "linked"
 
 
-def test_a_dataset_folder_without_traces_is_a_spec_error(project: Path, outside: Path) -> None:
+def test_a_dataset_folder_without_data_is_a_spec_error(project: Path, outside: Path) -> None:
     (outside / "empty").mkdir()
     edit(spec_file(project), dataset=str(outside / "empty"))
     message = load_error(project)
-    assert message.startswith(f"{spec_file(project)}: key 'dataset': no traces.jsonl in ")
-
-
-@pytest.mark.slow
-@NEEDS_TORCH
-def test_a_run_reading_its_data_outside_the_project_documents_it(mini: MiniProject) -> None:
-    mount = mini.pytester.path / "kaggle" / "input"
-    (mount / "mini").mkdir(parents=True)
-    shutil.copy(mini.path / "datasets" / "mini" / "traces.jsonl", mount / "mini" / "traces.jsonl")
-    shutil.copy(mini.path / "evalsets" / "mini.jsonl", mount / "mini.jsonl")
-    spec = mini.path / "configs" / "milestones" / "mini.yaml"
-    text = spec.read_text(encoding="utf-8").replace("dataset: mini", f"dataset: {mount / 'mini'}")
-    spec.write_text(
-        text.replace("evalset: mini", f"evalset: {mount / 'mini.jsonl'}"), encoding="utf-8"
+    assert message == (
+        f"{spec_file(project)}: key 'dataset': "
+        f"no .jsonl file in the dataset folder {outside / 'empty'}"
     )
-    mini.commit("data read from a read-only mount")
-    mini.run("--milestone", "mini").assert_outcomes(passed=7)
-    manifest = mini.manifest("mini_v1")
-    assert manifest["dataset"]["resolved_path"] == str((mount / "mini" / "traces.jsonl").resolve())
-    assert manifest["evalset"]["as_written"] == str(mount / "mini.jsonl")
-    assert manifest["evalset"]["records"] == 5
+
+
+def test_an_ambiguous_data_folder_is_a_spec_error_naming_it(project: Path, outside: Path) -> None:
+    write_lines(outside / "my-data" / "dataset.jsonl", TRACES[:2])
+    write_lines(outside / "my-data" / "evalset.jsonl", ITEMS[:2])
+    edit(spec_file(project), evalset=str(outside / "my-data"))
+    assert load_error(project) == (
+        f"{spec_file(project)}: key 'evalset': the evalset folder {outside / 'my-data'} holds 2 "
+        ".jsonl files (dataset.jsonl, evalset.jsonl): name one"
+    )
+
+
+def test_data_files_of_any_name_are_read_and_recorded_where_they_are(
+    project: Path, outside: Path, tmp_path: Path
+) -> None:
+    dataset = write_lines(outside / "my-data" / "dataset.jsonl", TRACES[:5])
+    evalset = write_lines(outside / "held-out" / "questions.jsonl", ITEMS[:4])
+    edit(spec_file(project), dataset=str(dataset), evalset=str(evalset.parent))
+    manifest = manifest_of(project, tmp_path)
+    assert manifest["dataset"] == {
+        "path": str(dataset),
+        "resolved_path": str(dataset),
+        "as_written": str(dataset),
+        "sha256": file_sha256(dataset),
+        "records": 5,
+    }
+    assert manifest["evalset"]["resolved_path"] == str(evalset)
+    assert manifest["evalset"]["as_written"] == str(evalset.parent)
+    assert manifest["evalset"]["records"] == 4
+    assert not (project / "datasets" / "my-data").exists()
 
 
 @pytest.mark.parametrize("name", ["/", "\x00", "line\nbreak", "a" * 5000, "no/such/folder"])

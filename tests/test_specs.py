@@ -33,7 +33,7 @@ def test_every_shipped_training_milestone_loads(spec_id: str) -> None:
     assert milestone.id == spec_id
     assert milestone.spec_path == ROOT / "configs" / "milestones" / f"{spec_id}.yaml"
     assert milestone.training_path.is_file()
-    assert milestone.dataset_path.is_dir()
+    assert milestone.dataset_path.is_file()
     assert milestone.evalset_path.is_file()
     assert milestone.spec.hardware.accelerator in milestone.spec.markers
 
@@ -321,6 +321,7 @@ def test_bad_training_config_names_the_training_file(project: Path) -> None:
         ("smoke-jax", "grad_accum_steps: 2", "grad_accum_steps"),
         ("smoke-jax", "parallel: {strategy: ddp, processes: 2}", "parallel"),
         ("smoke", "mesh: {data: 1, fsdp: 2}", "mesh"),
+        ("smoke-jax", "lora: {rank: 4, alpha: 8, dropout: 0.1}", "lora.dropout"),
     ],
 )
 def test_a_setting_the_milestones_backend_would_ignore_is_refused(
@@ -335,3 +336,56 @@ def test_a_setting_the_milestones_backend_would_ignore_is_refused(
     assert _where(message) == (config.resolve(), None)
     assert f"key '{key}'" in message
     assert f"milestone {spec_id} trains with {spec['backend']}" in message
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "message"),
+    [
+        (
+            "{name: adafactor, lr: 1.0e-3, betas: [0.9, 0.99]}",
+            "unknown key 'optimizer.betas': adafactor does not read it (valid keys: name, lr, "
+            "weight_decay, decay_rate, clip_threshold, eps)",
+        ),
+        (
+            "{name: adamw, lr: 1.0e-3, weight_decay: 0.0, betas: [0.9, 0.99], eps: 1.0e-8, "
+            "clip_threshold: 1.0}",
+            "unknown key 'optimizer.clip_threshold': adamw does not read it",
+        ),
+        ("{name: adafactor, lr: 1.0e-3, decay_rat: 0.8}", "did you mean 'decay_rate'?"),
+        ("{name: adafactr, lr: 1.0e-3}", "'adafactr' is none of adamw, adafactor; did you mean"),
+        ("{lr: 1.0e-3}", "missing key 'optimizer.name' (adamw or adafactor)"),
+    ],
+)
+def test_a_key_the_named_optimizer_does_not_read_is_refused(
+    project: Path, optimizer: str, message: str
+) -> None:
+    config = project / "configs" / "training" / "smoke_tiny.yaml"
+    text = re.sub(r"optimizer:\n(  .*\n)+", f"optimizer: {optimizer}\n", config.read_text())
+    config.write_text(text)
+    error = _load_error(project)
+    assert _where(error) == (config.resolve(), None)
+    assert message in error
+
+
+@pytest.mark.parametrize(
+    ("spec_id", "lora", "message"),
+    [
+        (
+            "smoke-jax",
+            "{rank: 4, alpha: 8, target_modules: [q_proj, k_proj]}",
+            "key 'lora.target_modules': the jax backend holds k_proj and v_proj in one weight",
+        ),
+        ("smoke", "{rank: 4, alpha: 8, quantize: nf4}", "it needs precision bf16, not fp32"),
+        ("smoke", "{rank: 4, alpha: 8, target_modules: [q_proj, q_proj]}", "q_proj more than once"),
+        ("smoke", "{rank: 4, alpha: 8, target_modules: [qkv]}", "key 'lora.target_modules.0'"),
+    ],
+)
+def test_a_lora_section_a_backend_cannot_train_is_refused(
+    project: Path, spec_id: str, lora: str, message: str
+) -> None:
+    spec = yaml.safe_load((project / "configs" / "milestones" / f"{spec_id}.yaml").read_text())
+    config = project / "configs" / "training" / spec["training_config"]
+    config.write_text(config.read_text() + f"lora: {lora}\n")
+    error = _load_error(project, spec_id)
+    assert _where(error) == (config.resolve(), None)
+    assert message in error

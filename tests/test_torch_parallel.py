@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from harness.spec.data import load_traces
 from harness.spec.prompting import format_completion, format_prompt
 from harness.spec.yaml_files import load_yaml_model
-from trainers.config import ParallelConfig, TrainingConfig
+from trainers.config import LORA_TARGETS, ParallelConfig, TrainingConfig
 from trainers.guards import Divergence
 from trainers.protocol import Example, StepRecord, TrainRequest, TrainResult
 
@@ -72,6 +72,34 @@ def test_the_batch_must_split_evenly_over_micro_batches_and_processes() -> None:
         config_with(grad_accum_steps=3, parallel={"strategy": "ddp", "processes": 2})
     split = config_with(grad_accum_steps=4, parallel={"strategy": "ddp", "processes": 2})
     assert split.batch_size == 16
+
+
+# Without dropout: each process draws the masks of its own rows, a single process all of them.
+LORA = {"rank": 8, "alpha": 16, "target_modules": list(LORA_TARGETS)}
+
+
+def test_lora_is_refused_under_fsdp() -> None:
+    with pytest.raises(ValidationError, match="lora under parallel.strategy fsdp is not supported"):
+        config_with(lora=LORA, parallel={"strategy": "fsdp", "processes": 2})
+
+
+@pytest.mark.slow
+def test_lora_under_ddp_reproduces_the_single_process_run(
+    examples: tuple[Example, ...], tmp_path: Path
+) -> None:
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("peft")
+    single, single_seen = train(examples, config_with(lora=LORA), tmp_path / "single")
+    ddp = {"strategy": "ddp", "processes": 2}
+    result, seen = train(examples, config_with(lora=LORA, parallel=ddp), tmp_path / "ddp")
+    torch.testing.assert_close(
+        [r.loss for r in seen], [r.loss for r in single_seen], rtol=0, atol=LOSS_ATOL
+    )
+    trained, expected = weights(result.checkpoint_dir), weights(single.checkpoint_dir)
+    assert trained.keys() == expected.keys()  # the merged model, no adapter names
+    for name, tensor in expected.items():
+        torch.testing.assert_close(trained[name], tensor, rtol=0, atol=WEIGHT_ATOL, msg=name)
+    assert (result.checkpoint_dir / "adapter" / "adapter_model.safetensors").is_file()
 
 
 @pytest.fixture(scope="module")

@@ -69,14 +69,40 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class OptimizerConfig(StrictModel):
-    """AdamW settings."""
+class AdamWConfig(StrictModel):
+    """AdamW: ``lr`` (the peak), decoupled ``weight_decay``, ``betas`` and ``eps``."""
 
     name: Literal["adamw"]
     lr: PositiveFinite
     weight_decay: Annotated[Real, Field(ge=0.0)]
     betas: tuple[Beta, Beta]
     eps: PositiveFinite
+
+
+class AdafactorConfig(StrictModel):
+    """Adafactor (Shazeer and Stern, 2018) with a learning rate of its own and no momentum: each
+    matrix keeps the mean squared gradient of its rows and of its columns, each vector a full one.
+
+    The same update on both backends (docs/training.md#adafactor): transformers' ``Adafactor`` with
+    ``relative_step=False, scale_parameter=False`` on torch, optax's adafactor on jax.
+    """
+
+    name: Literal["adafactor"]
+    lr: PositiveFinite
+    """The peak learning rate, which ``schedule`` warms up and decays, as for AdamW."""
+    weight_decay: Annotated[Real, Field(ge=0.0)] = 0.0
+    """Decoupled: each step multiplies every weight by ``1 - lr x weight_decay``."""
+    decay_rate: Annotated[Real, Field(gt=0.0, le=1.0)] = 0.8
+    """The second-moment decay at step ``t`` is ``1 - t ** -decay_rate``."""
+    clip_threshold: PositiveFinite = 1.0
+    """Each weight's update is scaled down to a root mean square of at most this."""
+    eps: PositiveFinite = 1e-30
+    """Added to every squared gradient."""
+
+
+# ``name`` says which optimizer, and so which keys it reads: a key of the other is refused.
+OptimizerConfig = Annotated[AdamWConfig | AdafactorConfig, Field(discriminator="name")]
+OPTIMIZERS = ("adamw", "adafactor")
 
 
 class ScheduleConfig(StrictModel):
@@ -101,11 +127,33 @@ class DivergenceConfig(StrictModel):
     patience: Count
 
 
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+"""The projections of a Gemma decoder layer, by their transformers names."""
+DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "gate_proj", "up_proj", "down_proj")
+LoraTarget = Literal["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
 class LoraConfig(StrictModel):
     """Low-rank adapters on the attention and MLP projections; only the adapters are trained."""
 
     rank: Count
     alpha: PositiveFinite
+    """Each adapter's update ``B A`` is scaled by ``alpha / rank``."""
+    dropout: Annotated[Real, Field(ge=0.0, lt=1.0)] = 0.0
+    """Dropout on each adapter's input while training (torch backend only)."""
+    target_modules: tuple[LoraTarget, ...] = DEFAULT_LORA_TARGETS
+    """The projections of every decoder layer that get adapters, by their transformers names."""
+    quantize: Literal["none", "nf4"] = "none"
+    """``nf4``: QLoRA, the frozen projections held in 4 bits by bitsandbytes (torch on CUDA)."""
+
+    @model_validator(mode="after")
+    def _targets_named_once(self) -> LoraConfig:
+        if not self.target_modules:
+            raise ValueError("lora.target_modules names no projection")
+        repeated = sorted({t for t in self.target_modules if self.target_modules.count(t) > 1})
+        if repeated:
+            raise ValueError(f"lora.target_modules names {', '.join(repeated)} more than once")
+        return self
 
 
 class MeshConfig(StrictModel):
@@ -162,7 +210,7 @@ class TrainingConfig(StrictModel):
     divergence: DivergenceConfig
     eval: EvalConfig
     lora: LoraConfig | None = None
-    """LoRA adapters (jax backend only); None trains every weight."""
+    """LoRA adapters (peft on torch, qwix on jax); None trains every weight."""
     mesh: MeshConfig = MeshConfig()
     """The jax backend's device mesh (jax backend only)."""
     grad_accum_steps: Count = 1
@@ -191,12 +239,62 @@ class TrainingConfig(StrictModel):
         return self
 
 
+    @model_validator(mode="after")
+    def _lora_runs_where_it_can(self) -> TrainingConfig:
+        if self.lora is None:
+            return self
+        if self.parallel.strategy == "fsdp":
+            raise ValueError(
+                "lora under parallel.strategy fsdp is not supported: use ddp, whose processes "
+                "each hold the frozen weights once and exchange only the adapters' gradients"
+            )
+        if self.lora.quantize != "none" and self.precision != "bf16":
+            raise ValueError(
+                f"lora.quantize {self.lora.quantize} computes in bf16 over the 4-bit weights: it "
+                f"needs precision bf16, not {self.precision}"
+            )
+        if self.lora.quantize != "none" and self.parallel.strategy != "single":
+            raise ValueError(f"lora.quantize {self.lora.quantize} trains on one GPU only")
+        return self
+
 # Training settings only one backend reads: set on the other backend's milestone they would be
-# silently ignored, so loading refuses them.
+# silently ignored, so loading refuses them. A dotted name is a key inside a section.
 BACKEND_ONLY_SETTINGS = {
-    "torch": ("grad_accum_steps", "batching", "gradient_checkpointing", "compile", "parallel"),
-    "jax": ("lora", "mesh"),
+    "torch": (
+        "grad_accum_steps",
+        "batching",
+        "gradient_checkpointing",
+        "compile",
+        "parallel",
+        "lora.dropout",
+        "lora.quantize",
+    ),
+    "jax": ("mesh",),
 }
+# The Tunix modules that hold each projection. k and v are one weight (kv_einsum; q, k and v are
+# one, qkv_einsum, where the heads match): an adapter on it adapts both.
+JAX_LORA_MODULES = {
+    "q_proj": "q_einsum",
+    "k_proj": "kv_einsum",
+    "v_proj": "kv_einsum",
+    "o_proj": "attn_vec_einsum",
+    "gate_proj": "gate_proj",
+    "up_proj": "up_proj",
+    "down_proj": "down_proj",
+}
+JAX_PAIRED_TARGETS = ("k_proj", "v_proj")
+
+
+def _changed(training: TrainingConfig, dotted: str) -> bool:
+    """Whether the setting ``dotted`` (``section.key`` or ``key``) differs from its default."""
+    owner: Any = training
+    *sections, name = dotted.split(".")
+    for section in sections:
+        owner = getattr(owner, section)
+        if owner is None:
+            return False  # the section itself is not set
+    default = type(owner).model_fields[name].get_default(call_default_factory=True)
+    return bool(getattr(owner, name) != default)
 
 
 def backend_mismatch(backend: str, training: TrainingConfig) -> str | None:
@@ -207,7 +305,14 @@ def backend_mismatch(backend: str, training: TrainingConfig) -> str | None:
         if other == backend:
             continue
         for name in names:
-            default = TrainingConfig.model_fields[name].get_default(call_default_factory=True)
-            if getattr(training, name) != default:
+            if _changed(training, name):
                 return f"key '{name}': only the {other} backend reads it"
+    lora = training.lora
+    if backend == "jax" and lora is not None:
+        paired = [t for t in JAX_PAIRED_TARGETS if t in lora.target_modules]
+        if len(paired) == 1:
+            return (
+                "key 'lora.target_modules': the jax backend holds k_proj and v_proj in one weight "
+                f"(kv_einsum), so it adapts both or neither, not only {paired[0]}"
+            )
     return None

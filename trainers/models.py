@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -207,10 +208,11 @@ def pretrained_folder(
 
 
 def build_model_and_tokenizer(
-    source: str, seed: int, hub_cache: Path | None = None
+    source: str, seed: int, hub_cache: Path | None = None, load: dict[str, Any] | None = None
 ) -> tuple[Any, Any]:
     """Instantiate the model (random init seeded by ``seed``, or loaded from its folder) and its
-    tokenizer; ``hub_cache`` as for ``pretrained_folder``."""
+    tokenizer; ``hub_cache`` as for ``pretrained_folder``. ``load``: more ``from_pretrained``
+    arguments (QLoRA's quantization); a random model is then saved and loaded back with them."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -223,11 +225,18 @@ def build_model_and_tokenizer(
         config = AutoConfig.for_model(params.pop("model_type"), **params)
         config._attn_implementation = "sdpa"
         torch.manual_seed(seed)
-        return AutoModelForCausalLM.from_config(config), build_char_tokenizer()
+        model = AutoModelForCausalLM.from_config(config)
+        if load:
+            with tempfile.TemporaryDirectory(prefix="random-model-") as folder:
+                model.save_pretrained(folder)
+                model = AutoModelForCausalLM.from_pretrained(
+                    folder, attn_implementation="sdpa", local_files_only=True, **load
+                )
+        return model, build_char_tokenizer()
     folder = pretrained_folder(parsed, hub_cache=hub_cache)
     refuse_flax_on_torch(source, folder)
     model = AutoModelForCausalLM.from_pretrained(
-        folder, attn_implementation="sdpa", local_files_only=True
+        folder, attn_implementation="sdpa", local_files_only=True, **(load or {})
     )
     tokenizer = load_tokenizer(folder)
     check_tokenizer(tokenizer, model.config.to_dict(), folder)

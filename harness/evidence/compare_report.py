@@ -10,7 +10,7 @@ from html import escape
 from pathlib import Path
 
 from harness.evidence import bundle
-from harness.evidence.compare import ComparedRun, Comparison, SETTINGS
+from harness.evidence.compare import SETTINGS, ComparedRun, Comparison
 from harness.evidence.plots import loss_curves_png
 from harness.evidence.writers import cell, rate_with_interval
 from harness.record.statistics import PAIRED_TEST, Interval, PairedComparison

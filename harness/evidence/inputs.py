@@ -7,7 +7,7 @@ from typing import Any
 
 from harness.record.contamination import METHOD, NGRAM
 from harness.record.run import MilestoneRun
-from harness.spec.data import TRACES_FILE, DataError, count_records, file_sha256, input_place
+from harness.spec.data import DataError, count_records, file_sha256, input_place
 from harness.spec.milestones import FreezeMilestone
 from harness.text import first_line
 
@@ -51,6 +51,6 @@ def input_facts(run: MilestoneRun) -> dict[str, Any]:
     training = data_facts(run.root, milestone.training_path, spec.training_config, records=False)
     return {
         "training_config": {"file": training.pop("path"), **training},
-        "dataset": data_facts(run.root, milestone.dataset_path / TRACES_FILE, spec.dataset),
+        "dataset": data_facts(run.root, milestone.dataset_path, spec.dataset),
         "evalset": data_facts(run.root, milestone.evalset_path, spec.evalset),
     }

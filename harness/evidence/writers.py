@@ -91,6 +91,7 @@ def utilisation_facts(basis: FlopsBasis, tokens_per_s: float) -> dict[str, Any]:
 
 
 def prediction_rows(result: EvalResult) -> list[dict[str, Any]]:
+    """``predictions.jsonl``: one scored line per item; the item's own keys under ``extra``."""
     return [
         {
             "id": p.id,
@@ -103,6 +104,7 @@ def prediction_rows(result: EvalResult) -> list[dict[str, Any]]:
             "format_ok": p.format_ok,
             "correct": p.correct,
         }
+        | ({"extra": dict(p.extra)} if p.extra else {})
         for p in result.predictions
     ]
 
@@ -123,12 +125,19 @@ def scores(scored: CategoryScore) -> dict[str, Any]:
 
 
 def scored(result: EvalResult) -> dict[str, Any]:
-    """Accuracy and format compliance with their intervals, overall and per category."""
-    return {
+    """Accuracy and format compliance with their intervals, overall and per category; per value
+    of each evalset key the spec's ``evaluation.breakdown`` names."""
+    found = {
         **scores(result.overall),
         "interval_method": INTERVAL_METHOD,
         "per_category": {name: scores(c) for name, c in result.per_category.items()},
     }
+    if result.breakdown:
+        found["breakdown"] = {
+            key: {value: scores(c) for value, c in by_value.items()}
+            for key, by_value in result.breakdown.items()
+        }
+    return found
 
 
 def evaluation_results(run: MilestoneRun, result: EvalResult) -> dict[str, Any]:
@@ -163,6 +172,10 @@ def evaluation_summary(run: MilestoneRun, result: EvalResult) -> str:
         f"- generation time: {result.runtime_s:.1f} s (greedy, batched, KV cache)",
         "",
         *category_table(result.per_category),
+    ]
+    for key, by_value in result.breakdown.items():
+        lines += ["", f"## By {cell(key)}", "", *category_table(by_value, heading=key)]
+    lines += [
         "",
         "## First predictions",
         "",
@@ -176,9 +189,9 @@ def evaluation_summary(run: MilestoneRun, result: EvalResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def category_table(rows: Mapping[str, CategoryScore]) -> list[str]:
+def category_table(rows: Mapping[str, CategoryScore], heading: str = "category") -> list[str]:
     """A markdown table of items, accuracy and format compliance, with intervals, per row."""
-    lines = ["| category | items | accuracy | format compliance |", "| --- | ---: | ---: | ---: |"]
+    lines = [f"| {cell(heading)} | items | accuracy | format compliance |", "| --- | ---: | ---: | ---: |"]
     lines += [
         f"| {cell(name)} | {c.count} | {rate_with_interval(c.accuracy, c.accuracy_interval)} | "
         f"{rate_with_interval(c.format_compliance, c.format_interval)} |"

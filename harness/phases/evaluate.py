@@ -66,11 +66,12 @@ def evaluate_base(run: MilestoneRun, trainer: Trainer) -> EvalResult:
 
 def generate_and_score(run: MilestoneRun, phase: str, generate: Generate) -> EvalResult:
     """Greedy completions for the evalset's prompts, scored, with a progress line either side."""
-    items = load_evalset(run.milestone.evalset_path)
+    keys = run.milestone.spec.evaluation.breakdown
+    items = load_evalset(run.milestone.evalset_path, keys)
     run.progress(f"{phase}: generating for {len(items)} items")
     started = time.perf_counter()
     completions = generate([format_prompt(item.prompt) for item in items])
-    result = score_items(items, completions, time.perf_counter() - started)
+    result = score_items(items, completions, time.perf_counter() - started, keys)
     run.progress(
         f"{phase}: accuracy {result.accuracy:.2f}, "
         f"format compliance {result.format_compliance:.2f} in {result.runtime_s:.1f}s"

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.evidence import bundle
-from harness.spec.data import TRACES_FILE, file_sha256
+from harness.spec.data import file_sha256
 from harness.spec.milestones import Milestone
 
 GOLDENS_DIR = Path("configs/goldens")
@@ -47,7 +47,7 @@ def spec_hash(milestone: Milestone) -> str:
         "model": spec.model,
         "run": spec.run.model_dump(),
         "training": milestone.training.model_dump(mode="json"),
-        "dataset": file_sha256(milestone.dataset_path / TRACES_FILE),
+        "dataset": file_sha256(milestone.dataset_path),
     }
     return hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()[:16]
 

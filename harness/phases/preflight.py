@@ -14,10 +14,11 @@ from harness.probes.lineage import model_lineage
 from harness.probes.memory import (
     ModelShape,
     NoEstimate,
-    estimate,
-    estimate_jax,
+    devices_of,
+    estimate_for,
     model_config,
     refusal,
+    suggestion,
 )
 from harness.record.contamination import find_contamination
 from harness.record.failures import Cause, InsufficientMemory, MissingCredential, PhaseBlocked
@@ -56,8 +57,31 @@ def record_environment(run: MilestoneRun) -> None:
     bundle.write_text(run.run_dir / bundle.GPU_SNAPSHOT, nvidia_smi_report())
 
 
-def missing_modules(backend: str) -> list[str]:
-    return [name for name in BACKEND_MODULES[backend] if importlib.util.find_spec(name) is None]
+# LoRA on torch goes through peft; jax's qwix is among the jax backend's own modules.
+LORA_MODULES = {"torch": ("peft",), "jax": ()}
+
+
+def missing_modules(backend: str, lora: bool = False) -> list[str]:
+    wanted = BACKEND_MODULES[backend] + (LORA_MODULES[backend] if lora else ())
+    return [name for name in wanted if importlib.util.find_spec(name) is None]
+
+
+def qlora_blocker(run: MilestoneRun) -> PhaseBlocked | None:
+    """Why a QLoRA run cannot train here: it needs a CUDA GPU and bitsandbytes; else None."""
+    spec, lora = run.milestone.spec, run.milestone.training.lora
+    if spec.backend != "torch" or lora is None or lora.quantize == "none":
+        return None
+    what = f"QLoRA (lora.quantize {lora.quantize}) runs on a CUDA GPU through bitsandbytes"
+    if spec.hardware.accelerator != "cuda":
+        return PhaseBlocked(
+            Cause.MISSING_HARDWARE, f"{what}; milestone {spec.id} trains on {spec.hardware.label}"
+        )
+    if importlib.util.find_spec("bitsandbytes") is None:
+        return PhaseBlocked(
+            Cause.MISSING_DEPENDENCY,
+            f"{what}; bitsandbytes is not installed here (pip install -e '.[torch,qlora]')",
+        )
+    return None
 
 
 def credential_problem(model_source: str) -> str | None:
@@ -140,13 +164,13 @@ def check_memory(run: MilestoneRun) -> str:
     spec, training = milestone.spec, milestone.training
     on_jax = spec.backend == "jax"
     accelerator = spec.hardware.accelerator
-    devices = training.mesh.data * training.mesh.fsdp if on_jax else training.parallel.processes
+    devices = devices_of(spec.backend, training)
     place = model_place(run)
     try:
         shape = ModelShape.from_config(model_config(place.source, place.hub_cache))
     except NoEstimate as why:
         return f"not checked: {why}"
-    needed = (estimate_jax if on_jax else estimate)(shape, training)
+    needed = estimate_for(spec.backend, shape, training)
     memory = probe_memory(accelerator, devices, spec.backend)
     scope = f"one of {devices} training processes" if devices > 1 else "one training process"
     if on_jax:
@@ -159,6 +183,7 @@ def check_memory(run: MilestoneRun) -> str:
         return f"not checked: {probe} of free {accelerator} memory here"
     sharing = devices if accelerator == "cpu" else 1  # CPU processes or devices share one RAM
     if reason := refusal(needed, memory, sharing):
+        reason += suggestion(run.root, spec.backend, shape, memory, devices, sharing)
         # Printed, so pytest shows the breakdown with the failed phase's one line, on the terminal
         # and in report.html.
         print(f"memory estimate of {milestone.id}:\n{needed.table()}")
@@ -178,17 +203,19 @@ def preflight(run: MilestoneRun) -> None:
         raise PhaseBlocked(Cause.UNSUPPORTED_PLATFORM, reason)
     if reason := missing_devices(spec.hardware, spec.backend):
         raise PhaseBlocked(Cause.MISSING_HARDWARE, reason)
-    missing = missing_modules(spec.backend)
+    missing = missing_modules(spec.backend, lora=run.milestone.training.lora is not None)
     if missing:
         raise ModuleNotFoundError(
             f"the {spec.backend} backend needs {', '.join(missing)}, "
             "not installed in this environment"
         )
+    if blocked := qlora_blocker(run):
+        raise blocked
     check_model(run)
     place = model_place(run)
     run.record.model_lineage = model_lineage(place.source, place.hub_cache)
     traces = load_traces(run.milestone.dataset_path)
-    items = load_evalset(run.milestone.evalset_path)
+    items = load_evalset(run.milestone.evalset_path, spec.evaluation.breakdown)
     run.record.contamination = find_contamination(
         [trace.prompt for trace in traces], {item.id: item.prompt for item in items}
     )

@@ -58,7 +58,8 @@ SHARD_SIZE = "100KB"
 
 def rehearse(milestone: Milestone) -> Milestone:
     """The same milestone, model source, phases and guardrails, on a CPU: few steps, fp32, one
-    device; the model's tiny twin is built by pre-flight (``build_twin``)."""
+    device, LoRA without QLoRA's quantization; the model's tiny twin is built by pre-flight
+    (``build_twin``)."""
     spec, training = milestone.spec, milestone.training
     cpu = HardwareRequirement(
         accelerator="cpu",
@@ -82,6 +83,8 @@ def rehearse(milestone: Milestone) -> Milestone:
                 "batch_size": min(training.batch_size, 8),
                 "mesh": training.mesh.model_copy(update={"data": 1, "fsdp": 1}),
                 "eval": training.eval.model_copy(update={"max_new_tokens": 32}),
+                # QLoRA's 4-bit weights need a CUDA GPU: the CPU rehearses the same adapters.
+                "lora": training.lora and training.lora.model_copy(update={"quantize": "none"}),
             }
         ),
         rehearsal=True,

@@ -13,7 +13,10 @@ from pathlib import Path
 
 from harness.probes.git import git_state
 
-FRAMEWORKS = ("torch", "transformers", "jax", "jaxlib", "flax", "optax", "google-tunix", "pytest")
+FRAMEWORKS = (
+    "torch", "transformers", "peft", "bitsandbytes",
+    "jax", "jaxlib", "flax", "optax", "google-tunix", "pytest",
+)  # fmt: skip
 
 
 def installed_version(distribution: str) -> str:

@@ -3,112 +3,31 @@ model config and the training config before any weight exists (docs/memory.md)."
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trainers.config import TrainingConfig
+from harness.probes.model_shape import BF16, FP32, ModelShape, NoEstimate, Shape
+from harness.spec.milestones import TRAINING_DIR
+from harness.spec.yaml_files import SpecError, load_yaml_model
+from trainers.config import AdafactorConfig, LoraConfig, TrainingConfig, backend_mismatch
 from trainers.models import ARCHITECTURES, ModelSource, flax_checkpoint, pretrained_folder
 
 if TYPE_CHECKING:
     from harness.probes.hardware import DeviceMemory
 
+__all__ = ["ModelShape", "NoEstimate"]  # re-exported: the estimate's callers name them here
+
 GIB = 2**30
-FP32, BF16 = 4, 2
-# RMSNorms in each decoder layer, by model_type: the Gemma families the estimate models.
-LAYER_NORMS = {"gemma": 2, "gemma2": 4, "gemma3_text": 4}
-QK_NORM_TYPES = ("gemma3_text",)
-# Bytes per token per vocabulary entry at the loss's peak, in any precision: the trainer holds
-# the last micro-batch's output until the next forward returns, so two sets of logits and fp32
-# log-softmax are alive (2 x (4 + 4); with bf16 logits, 2 x (2 + 4) plus the loss's fp32 copy).
-# The backward needs less: logits, log-softmax and its gradient in and out (act + 12).
-LOSS_BYTES_PER_ENTRY = 16
 PRECISION_NAMES = {"fp32": "fp32", "bf16": "bf16 autocast", "bf16-pure": "bf16-pure"}
-
-
-class NoEstimate(Exception):
-    """The model's shape is not known here: no config at hand, or an architecture not modelled."""
-
-
-@dataclass(frozen=True)
-class ModelShape:
-    """The numbers of a Gemma-family decoder config that training memory depends on."""
-
-    model_type: str
-    vocab: int
-    hidden: int
-    intermediate: int
-    layers: int
-    heads: int
-    kv_heads: int
-    head_dim: int
-    tied_embeddings: bool
-    logit_softcapping: bool
-
-    @classmethod
-    def from_config(cls, config: Any) -> ModelShape:
-        """Read a transformers config (its defaults fill what a ``config.json`` leaves out)."""
-        if config.model_type not in LAYER_NORMS:
-            known = ", ".join(LAYER_NORMS)
-            raise NoEstimate(f"model_type {config.model_type!r} is not modelled (known: {known})")
-        return cls(
-            model_type=config.model_type,
-            vocab=config.vocab_size,
-            hidden=config.hidden_size,
-            intermediate=config.intermediate_size,
-            layers=config.num_hidden_layers,
-            heads=config.num_attention_heads,
-            kv_heads=config.num_key_value_heads,
-            head_dim=config.head_dim,
-            tied_embeddings=config.tie_word_embeddings,
-            logit_softcapping=getattr(config, "final_logit_softcapping", None) is not None,
-        )
-
-    @property
-    def layer_matmul_parameters(self) -> int:
-        """Weights of one decoder layer's projections: q, k, v, o and the GeGLU gate, up, down."""
-        h, q, kv = self.hidden, self.heads * self.head_dim, self.kv_heads * self.head_dim
-        return 2 * h * q + 2 * h * kv + 3 * h * self.intermediate
-
-    @property
-    def layer_parameters(self) -> int:
-        qk_norm = 2 * self.head_dim if self.model_type in QK_NORM_TYPES else 0
-        return self.layer_matmul_parameters + LAYER_NORMS[self.model_type] * self.hidden + qk_norm
-
-    @property
-    def parameters(self) -> int:
-        """Every weight: embeddings (shared with the output head when tied), layers, final norm."""
-        embeddings = self.vocab * self.hidden * (1 if self.tied_embeddings else 2)
-        return embeddings + self.layers * self.layer_parameters + self.hidden
-
-    @property
-    def matmul_parameters(self) -> int:
-        """The weights autocast casts to bf16: every projection and the output head."""
-        return self.layers * self.layer_matmul_parameters + self.vocab * self.hidden
-
-    def layer_activation_bytes(self, precision: str) -> int:
-        """Bytes per token a decoder layer keeps for backward when training in ``precision``."""
-        h, q, kv = self.hidden, self.heads * self.head_dim, self.kv_heads * self.head_dim
-        act = FP32 if precision == "fp32" else BF16
-        # Each RMSNorm computes in fp32 and keeps its input and the normalised value.
-        norms = LAYER_NORMS[self.model_type] * 2 * h * FP32
-        if self.model_type in QK_NORM_TYPES:
-            norms += 2 * (q + kv) * FP32
-        # The projections' inputs: the two pre-norm outputs in the weights' dtype, or under
-        # autocast one bf16 copy per projection that reads them (q, k, v; gate, up).
-        inputs = 5 * h * BF16 if precision == "bf16" else 2 * h * act
-        # SDPA keeps queries, keys and values (repeated to every head once padding masks the
-        # batch) and its output; o_proj keeps a contiguous copy of that output.
-        attention = 5 * q * act
-        # GeGLU keeps the gate and up projections, the gate's activation and their product.
-        mlp = 4 * self.intermediate * act
-        return norms + inputs + attention + mlp
-
-    def head_activation_bytes(self, act: int) -> int:
-        """Bytes per token of the final norm, the logits and the fp32 loss over the vocabulary."""
-        norm = 2 * self.hidden * FP32 + self.hidden * act
-        softcapping = self.vocab * act if self.logit_softcapping else 0  # its tanh is kept
-        return norm + softcapping + LOSS_BYTES_PER_ENTRY * self.vocab
+# QLoRA's NF4 weight: 4 bits, plus per block of 64 an 8-bit scale, plus per 256 scales a float32
+# one (bitsandbytes' nested quantization).
+NF4_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)
+# transformers' Adafactor works on one weight at a time in float32: the squared gradient and the
+# factored estimate of its mean (2 values per element), and from bf16 weights also float32
+# copies of the weight and of its gradient (4).
+ADAFACTOR_COPIES = {FP32: 2, BF16: 4}
 
 
 @dataclass(frozen=True)
@@ -117,17 +36,19 @@ class MemoryEstimate:
 
     weights: int
     """The weights (sharded under FSDP, plus the layers it gathers): fp32, or bf16 under bf16-pure;
-    under bf16 autocast also the bf16 copy of every matmul weight that the backward keeps."""
+    under bf16 autocast also the bf16 copy of every matmul weight that the backward keeps. Under
+    LoRA the frozen weights (NF4 projections under QLoRA) and the float32 adapters."""
     gradients: int
-    """One gradient per weight, in the weights' dtype (sharded under FSDP; twice under DDP, whose
+    """One gradient per trained weight, in its dtype (sharded under FSDP; twice under DDP, whose
     buckets copy it)."""
     optimizer: int
-    """AdamW's two moments per weight, in the weights' dtype (sharded under FSDP)."""
+    """AdamW's two moments per trained weight, in its dtype (sharded under FSDP); Adafactor's
+    factored statistics in float32."""
     activations: int
     """What one micro-batch's forward keeps for backward, the loss over the vocabulary included."""
     workspace: int
-    """The optimizer step's temporaries: one value per weight, in the weights' dtype, in torch's
-    foreach AdamW."""
+    """The optimizer step's temporaries: one value per trained weight in torch's foreach AdamW;
+    float32 copies of the largest trained weight in Adafactor."""
     micro_batch: int
     seq_len: int
     precision: str
@@ -176,22 +97,100 @@ def gib(value: int) -> str:
     return f"{value / GIB:.1f}"
 
 
+def elements(shapes: list[Shape]) -> int:
+    return sum(math.prod(shape) for shape in shapes)
+
+
+def factored_elements(shapes: list[Shape], layout: str) -> int:
+    """Adafactor's second-moment statistics of ``shapes``: a full one for a vector; for a weight
+    of two or more axes, its mean over one axis and its mean over another. transformers (torch)
+    takes the last two axes, optax (jax) the two largest."""
+    total = 0
+    for shape in shapes:
+        if len(shape) < 2:
+            total += math.prod(shape)
+            continue
+        if layout == "torch":
+            first, second = len(shape) - 2, len(shape) - 1
+        else:
+            first, second = sorted(range(len(shape)), key=shape.__getitem__)[-2:]
+        total += math.prod(shape) // shape[first] + math.prod(shape) // shape[second]
+    return total
+
+
+def optimizer_state(config: TrainingConfig, trained: list[Shape], word: int, local: int) -> int:
+    """Bytes of the optimizer's state: AdamW's two moments of each of the ``local`` trained
+    values (the process's shard), in their dtype; Adafactor's factored statistics in float32."""
+    if isinstance(config.optimizer, AdafactorConfig):
+        return factored_elements(trained, "torch") * FP32
+    return 2 * local * word
+
+
+def optimizer_workspace(config: TrainingConfig, trained: list[Shape], word: int, local: int) -> int:
+    """The torch optimizer step's temporaries: foreach AdamW's square root of every second moment
+    at once; Adafactor's float32 copies of the largest trained weight (``ADAFACTOR_COPIES``)."""
+    if isinstance(config.optimizer, AdafactorConfig):
+        return max(math.prod(shape) for shape in trained) * FP32 * ADAFACTOR_COPIES[word]
+    return local * word
+
+
+def frozen_weight_bytes(shape: ModelShape, config: TrainingConfig) -> int:
+    """The base model's weights under LoRA: in the weights' dtype (and autocast's bf16 copies,
+    which the backward keeps); under QLoRA the projections in NF4, the rest upcast to float32,
+    the output head's autocast copy and one projection dequantized to bf16 at a time."""
+    lora = config.lora
+    assert lora is not None
+    if lora.quantize == "none":
+        word = BF16 if config.precision == "bf16-pure" else FP32
+        copies = shape.matmul_parameters * BF16 if config.precision == "bf16" else 0
+        return shape.parameters * word + copies
+    quantized = shape.layers * shape.layer_matmul_parameters
+    largest = max(inputs * outputs for inputs, outputs in shape.projections().values())
+    head_copy = shape.vocab * shape.hidden * BF16
+    return (
+        math.ceil(quantized * NF4_BYTES)
+        + (shape.parameters - quantized) * FP32
+        + head_copy
+        + largest * BF16
+    )
+
+
+def training_extras(config: TrainingConfig) -> list[str]:
+    """LoRA and Adafactor where a run uses them, for its one-line summary."""
+    extras = []
+    if (lora := config.lora) is not None:
+        kind = "LoRA" if lora.quantize == "none" else f"QLoRA {lora.quantize}"
+        extras.append(f"{kind} rank {lora.rank}")
+    if isinstance(config.optimizer, AdafactorConfig):
+        extras.append("Adafactor")
+    return extras
+
+
 def estimate(shape: ModelShape, config: TrainingConfig) -> MemoryEstimate:
     """The peak memory of a process training ``shape`` as the torch trainer does with ``config``."""
     parallel = config.parallel
     processes = parallel.processes if parallel.strategy != "single" else 1
     shards = parallel.processes if parallel.strategy == "fsdp" else 1
     micro_batch = -(-config.batch_size // (config.grad_accum_steps * processes))
-    precision = config.precision
+    precision, lora = config.precision, config.lora
     act = FP32 if precision == "fp32" else BF16
     # A weight, its gradient, each AdamW moment and the residual stream share one dtype.
     word = BF16 if precision == "bf16-pure" else FP32
-    local = -(-shape.parameters // shards)
-    weights = local * word + (shape.matmul_parameters * BF16 if precision == "bf16" else 0)
-    if shards > 1:
-        # FSDP gathers the embedding and two decoder layers (the one computing, the one prefetched).
-        weights += (shape.vocab * shape.hidden + 2 * shape.layer_parameters) * word
+    if lora is None:
+        trained, trained_word = shape.torch_weight_shapes(), word
+        local = -(-shape.parameters // shards)
+        weights = local * word + (shape.matmul_parameters * BF16 if precision == "bf16" else 0)
+        if shards > 1:
+            # FSDP gathers the embedding and two decoder layers (computing, and prefetched).
+            weights += (shape.vocab * shape.hidden + 2 * shape.layer_parameters) * word
+    else:
+        # Only the adapters train, in float32 whatever the frozen weights' dtype.
+        trained, trained_word = shape.torch_adapter_shapes(lora), FP32
+        local = elements(trained)
+        weights = frozen_weight_bytes(shape, config) + local * FP32
     layer = shape.layer_activation_bytes(precision)
+    if lora is not None:
+        layer += shape.lora_activation_bytes(lora, precision)
     per_token_layers = shape.layers * layer
     if config.gradient_checkpointing:
         # Only each layer's input is kept; one layer at a time is recomputed in the backward.
@@ -199,48 +198,53 @@ def estimate(shape: ModelShape, config: TrainingConfig) -> MemoryEstimate:
     tokens = micro_batch * config.max_seq_len
     return MemoryEstimate(
         weights=weights,
-        gradients=local * word * (2 if parallel.strategy == "ddp" else 1),
-        optimizer=2 * local * word,
+        gradients=local * trained_word * (2 if parallel.strategy == "ddp" else 1),
+        optimizer=optimizer_state(config, trained, trained_word, local),
         activations=tokens * (per_token_layers + shape.head_activation_bytes(act)),
-        workspace=local * word,
+        workspace=optimizer_workspace(config, trained, trained_word, local),
         micro_batch=micro_batch,
         seq_len=config.max_seq_len,
-        precision=PRECISION_NAMES[precision],
+        precision=", ".join([PRECISION_NAMES[precision], *training_extras(config)]),
     )
 
 
-def lora_parameters(shape: ModelShape, rank: int) -> int:
-    """Weights of the jax backend's LoRA adapters (``trainers.jax.model.LORA_MODULES``): rank x
-    (inputs + outputs) for the query, key-value, gate, up and down projections of every layer."""
-    h, q, kv, i = (
-        shape.hidden,
-        shape.heads * shape.head_dim,
-        shape.kv_heads * shape.head_dim,
-        (shape.intermediate),
-    )
-    return shape.layers * rank * ((h + q) + (h + 2 * kv) + 3 * (h + i))
+def lora_parameters(shape: ModelShape, lora: LoraConfig, layout: str = "jax") -> int:
+    """Weights of the LoRA adapters: peft's on torch, qwix's on jax (one adapter for k and v,
+    which Tunix holds in one weight)."""
+    if layout == "torch":
+        return elements(shape.torch_adapter_shapes(lora))
+    return elements(shape.jax_adapter_shapes(lora))
 
 
 def estimate_jax(shape: ModelShape, config: TrainingConfig) -> MemoryEstimate:
     """The peak memory of one device of the jax trainer's ``data x fsdp`` mesh: float32 weights,
-    gradients and AdamW moments (of every weight, or of the LoRA adapters only) sharded over
+    gradients and optimizer state (of every weight, or of the LoRA adapters only) sharded over
     ``fsdp``, and the float32 activations of the device's share of a batch (bf16 is a matmul
-    precision there, not a storage dtype)."""
+    precision there, not a storage dtype). Adafactor's factored state is counted unsharded."""
     devices, shards = config.mesh.data * config.mesh.fsdp, config.mesh.fsdp
     local = -(-shape.parameters // shards)
-    trained = local if config.lora is None else lora_parameters(shape, config.lora.rank)
+    if config.lora is None:
+        trained_shapes, trained = shape.jax_weight_shapes(), local
+    else:
+        trained_shapes = shape.jax_adapter_shapes(config.lora)
+        trained = elements(trained_shapes)
+    if isinstance(config.optimizer, AdafactorConfig):
+        state = factored_elements(trained_shapes, "jax") * FP32
+    else:
+        state = 2 * trained * FP32
     micro_batch = -(-config.batch_size // devices)
     tokens = micro_batch * config.max_seq_len
     per_token = shape.layers * shape.layer_activation_bytes("fp32")
+    extras = "".join(f", {extra}" for extra in training_extras(config))
     return MemoryEstimate(
         weights=(local + (trained if config.lora else 0)) * FP32,
         gradients=trained * FP32,
-        optimizer=2 * trained * FP32,
+        optimizer=state,
         activations=tokens * (per_token + shape.head_activation_bytes(FP32)),
         workspace=trained * FP32,
         micro_batch=micro_batch,
         seq_len=config.max_seq_len,
-        precision=f"{config.precision} matmuls, fp32 state, {devices} devices",
+        precision=f"{config.precision} matmuls, fp32 state{extras}, {devices} devices",
     )
 
 
@@ -278,3 +282,47 @@ def refusal(needed: MemoryEstimate, memory: DeviceMemory, processes: int = 1) ->
         return None
     each = f"{processes} processes x " if processes > 1 else ""
     return f"the run needs {each}{needed.summary()}, but {memory.describe()}"
+
+
+def estimate_for(backend: str, shape: ModelShape, config: TrainingConfig) -> MemoryEstimate:
+    """The estimate of ``backend``: one torch process, or one device of a jax mesh."""
+    return (estimate_jax if backend == "jax" else estimate)(shape, config)
+
+
+def devices_of(backend: str, config: TrainingConfig) -> int:
+    """How many devices a run of ``config`` on ``backend`` trains on."""
+    return config.mesh.data * config.mesh.fsdp if backend == "jax" else config.parallel.processes
+
+
+def fitting_config(
+    root: Path, backend: str, shape: ModelShape, memory: DeviceMemory, devices: int, sharing: int
+) -> tuple[Path, MemoryEstimate] | None:
+    """Of the shipped training configs (``configs/training/*.yaml``) that ``backend`` reads on
+    ``devices`` devices, the one that trains ``shape`` within ``memory`` (``sharing`` as for
+    ``refusal``) with the largest estimate: the closest to filling the device. None if none fits."""
+    fits: list[tuple[int, Path, MemoryEstimate]] = []
+    for path in sorted((root / TRAINING_DIR).glob("*.yaml")):
+        try:
+            config = load_yaml_model(path, TrainingConfig)
+        except SpecError:
+            continue  # a broken config is reported by the milestone that names it
+        if backend_mismatch(backend, config) or devices_of(backend, config) != devices:
+            continue
+        needed = estimate_for(backend, shape, config)
+        if refusal(needed, memory, sharing) is None:
+            fits.append((needed.total, path, needed))
+    if not fits:
+        return None
+    _, path, needed = max(fits, key=lambda fit: fit[0])
+    return path, needed
+
+
+def suggestion(
+    root: Path, backend: str, shape: ModelShape, memory: DeviceMemory, devices: int, sharing: int
+) -> str:
+    """``; configs/training/<x>.yaml fits (12.3 GiB)``, the end of a refusal's one line."""
+    found = fitting_config(root, backend, shape, memory, devices, sharing)
+    if found is None:
+        return "; no shipped training config fits it"
+    path, needed = found
+    return f"; {path.relative_to(root).as_posix()} fits ({gib(needed.total)} GiB)"

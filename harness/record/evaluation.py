@@ -1,11 +1,13 @@
 """Evaluation records: each scored item, and accuracy and format compliance with their 95%
-intervals, overall and per category."""
+intervals, overall, per category and per value of the evalset's own keys that the spec names."""
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from harness.record.scoring import score
 from harness.record.statistics import Interval, wilson
@@ -26,6 +28,8 @@ class Prediction:
     correct: bool
     answer_from: str = "tag"
     """Where the answer was found: ``tag``, ``marker``, ``last number``, ``whole text``, ``none``."""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    """The item's own keys beyond the ones the harness reads (``section``, ``difficulty``)."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,8 @@ class EvalResult:
     predictions: tuple[Prediction, ...]
     per_category: dict[str, CategoryScore]
     runtime_s: float
+    breakdown: Mapping[str, Mapping[str, CategoryScore]] = field(default_factory=dict)
+    """Per key the spec's ``evaluation.breakdown`` names: the scores per value of that key."""
 
     @property
     def overall(self) -> CategoryScore:
@@ -88,9 +94,13 @@ class EvalResult:
 
 
 def score_items(
-    items: Sequence[EvalItem], completions: Sequence[str], runtime_s: float
+    items: Sequence[EvalItem],
+    completions: Sequence[str],
+    runtime_s: float,
+    breakdown_keys: Sequence[str] = (),
 ) -> EvalResult:
-    """Score each completion against its item; per-category figures included."""
+    """Score each completion against its item; per-category figures included, and the breakdown
+    by each of ``breakdown_keys``."""
     if len(items) != len(completions):
         raise ValueError(f"{len(completions)} completions for {len(items)} items")
     predictions = []
@@ -107,6 +117,7 @@ def score_items(
                 format_ok=verdict.format_ok,
                 correct=verdict.correct,
                 answer_from=verdict.answer_from,
+                extra=item.extra,
             )
         )
     by_category: dict[str, list[Prediction]] = defaultdict(list)
@@ -115,4 +126,22 @@ def score_items(
     per_category = {
         name: CategoryScore.of(group) for name, group in sorted(by_category.items())
     }
-    return EvalResult(tuple(predictions), per_category, runtime_s)
+    return EvalResult(
+        tuple(predictions), per_category, runtime_s, breakdown(predictions, breakdown_keys)
+    )
+
+
+def breakdown(
+    predictions: Sequence[Prediction], keys: Sequence[str]
+) -> dict[str, dict[str, CategoryScore]]:
+    """Per key, the scores of the predictions grouped by their item's value of it (a string as
+    written, a number or boolean as JSON writes it), values sorted; pre-flight has checked that
+    every item holds every key with such a value."""
+    found: dict[str, dict[str, CategoryScore]] = {}
+    for key in keys:
+        groups: dict[str, list[Prediction]] = defaultdict(list)
+        for prediction in predictions:
+            value = prediction.extra[key]
+            groups[value if isinstance(value, str) else json.dumps(value)].append(prediction)
+        found[key] = {value: CategoryScore.of(group) for value, group in sorted(groups.items())}
+    return found

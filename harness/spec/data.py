@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import ErrorDetails
@@ -46,6 +46,18 @@ class _Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
 
+class _OwnKeysRecord(_Record):
+    """A record whose known keys are strictly typed and whose other keys are the data's own
+    (a ``section``, a ``difficulty``): kept as written, never rejected."""
+
+    model_config = ConfigDict(extra="allow")
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        """The record's own keys beyond the ones this project reads."""
+        return dict(self.model_extra or {})
+
+
 class TraceStep(_Record):
     """One reasoning step of a trace."""
 
@@ -65,7 +77,7 @@ class TraceMeta(BaseModel):
     index: int
 
 
-class Trace(_Record):
+class Trace(_OwnKeysRecord):
     """A worked example: prompt, reasoning steps and final answer."""
 
     trace_version: str = Field(min_length=1)
@@ -75,7 +87,7 @@ class Trace(_Record):
     meta: TraceMeta
 
 
-class EvalItem(_Record):
+class EvalItem(_OwnKeysRecord):
     """One held-out question with its expected answer."""
 
     id: str = Field(min_length=1)
@@ -96,14 +108,22 @@ _Identified = TypeVar("_Identified", bound=_HasId)
 
 
 def load_traces(path: Path) -> list[Trace]:
-    """Load and validate every trace of a dataset folder or a .jsonl file."""
+    """Load and validate every trace of a .jsonl file (or of a folder's ``traces.jsonl``)."""
     file = path / TRACES_FILE if path.is_dir() else path
     return [_validate(Trace, file, lineno, obj) for lineno, obj in _read_records(file)]
 
 
-def load_evalset(path: Path) -> list[EvalItem]:
-    """Load and validate an evalset .jsonl file; ids must be unique."""
-    return read_unique(path, lambda lineno, obj: _validate(EvalItem, path, lineno, obj))
+def load_evalset(path: Path, breakdown: Sequence[str] = ()) -> list[EvalItem]:
+    """Load and validate an evalset .jsonl file; ids must be unique, and every item must hold each
+    key of ``breakdown`` (the spec's ``evaluation.breakdown``) with a value to group by."""
+
+    def read(lineno: int, obj: object) -> EvalItem:
+        item = _validate(EvalItem, path, lineno, obj)
+        if problem := _group_problem(item, breakdown):
+            raise line_error(path, lineno, problem)
+        return item
+
+    return read_unique(path, read)
 
 
 def read_unique(path: Path, read: Callable[[int, object], _Identified]) -> list[_Identified]:
@@ -121,25 +141,65 @@ def read_unique(path: Path, read: Callable[[int, object], _Identified]) -> list[
     return records
 
 
-def dataset_folder(root: Path, name: str) -> Path:
-    """The folder a spec's ``dataset`` names, resolved: an absolute path as written, else
-    ``datasets/<name>`` of the project at ``root``; it must hold ``traces.jsonl``."""
-    folder = _resolved(Path(name) if Path(name).is_absolute() else root / DATASETS_DIR / name)
-    if not probe(folder.is_dir):
-        raise DataError(printable(f"no dataset folder {folder}"))
-    if not probe((folder / TRACES_FILE).is_file):
-        raise DataError(printable(f"no {TRACES_FILE} in the dataset folder {folder}"))
-    return folder
+def _group_problem(item: EvalItem, keys: Sequence[str]) -> str | None:
+    """Why ``item`` cannot be grouped by one of ``keys``, or None."""
+    for key in keys:
+        if key not in item.extra:
+            return f"missing key '{key}' (named in the spec's evaluation.breakdown)"
+        value = item.extra[key]
+        if value is None or isinstance(value, list | dict):
+            got = json_type(value)
+            return f"key '{key}' must be a string, number or boolean to break down by, got {got}"
+    return None
+
+
+def dataset_file(root: Path, name: str) -> Path:
+    """The file a spec's ``dataset`` names, resolved: an absolute path as written, else
+    ``datasets/<name>`` of the project at ``root``; a file of any name, or a folder (its
+    ``traces.jsonl``, else its only ``*.jsonl``)."""
+    written = Path(name)
+    place = _resolved(written if written.is_absolute() else root / DATASETS_DIR / name)
+    return _input_file(place, "dataset", TRACES_FILE)
 
 
 def evalset_file(root: Path, name: str) -> Path:
     """The file a spec's ``evalset`` names, resolved: an absolute path as written, else
-    ``evalsets/<name>.jsonl`` of the project at ``root``."""
+    ``evalsets/<name>.jsonl`` of the project at ``root``, else ``evalsets/<name>``; a file of any
+    name, or a folder holding one ``*.jsonl``."""
     written = Path(name)
-    path = _resolved(written if written.is_absolute() else root / EVALSETS_DIR / f"{name}.jsonl")
-    if not probe(path.is_file):
-        raise DataError(printable(f"no evalset file {path}"))
-    return path
+    if written.is_absolute():
+        return _input_file(_resolved(written), "evalset", None)
+    conventional = _resolved(root / EVALSETS_DIR / f"{name}.jsonl")
+    if probe(conventional.is_file):
+        return conventional
+    place = _resolved(root / EVALSETS_DIR / name)
+    if not probe(place.exists):
+        raise DataError(printable(f"no evalset file {conventional} or {place}"))
+    return _input_file(place, "evalset", None)
+
+
+def _input_file(place: Path, kind: str, conventional: str | None) -> Path:
+    """``place`` if it is a file; for a folder, its ``conventional`` file or its only ``*.jsonl``.
+    Anything else, an ambiguous folder included, is a one-line DataError naming the place."""
+    if probe(place.is_file):
+        return place
+    if not probe(place.is_dir):
+        raise DataError(printable(f"no {kind} file or folder {place}"))
+    if conventional and probe((place / conventional).is_file):
+        return _resolved(place / conventional)
+    try:
+        found = sorted(path for path in place.glob("*.jsonl") if probe(path.is_file))
+    except OSError as err:
+        why = f"cannot list the {kind} folder {place} ({err.strerror})"
+        raise DataError(printable(why)) from None
+    if len(found) == 1:
+        return _resolved(found[0])
+    if not found:
+        raise DataError(printable(f"no .jsonl file in the {kind} folder {place}"))
+    names = ", ".join(path.name for path in found)
+    raise DataError(
+        printable(f"the {kind} folder {place} holds {len(found)} .jsonl files ({names}): name one")
+    )
 
 
 def probe(test: Callable[[], bool]) -> bool:

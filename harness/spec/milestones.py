@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, model_validator
 
 from harness.spec.criteria import Comparison, CriterionError, check_metric_name, parse_comparison
+from harness.spec.data import EvalItem
 from harness.spec.freeze_paths import unsafe_name
 from harness.spec.phase_order import phases_of
 from trainers.config import Count, PositiveFinite, StepCount, StrictModel, TrainingConfig
@@ -20,6 +21,7 @@ MILESTONES_DIR = Path("configs/milestones")
 TRAINING_DIR = Path("configs/training")
 LOCKS_DIR = Path("configs/frozen")
 
+MILESTONE_ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 MODEL_SOURCE = re.compile(rf"^({'|'.join(KINDS)}):\S+$")
 
 
@@ -51,6 +53,26 @@ class GuardrailSpec(StrictModel):
 
     clean_tree: bool
     dependency_lock: str | None = None
+
+
+def _own_keys(keys: tuple[str, ...]) -> tuple[str, ...]:
+    # The evalset's own keys only: the known ones are either scored (category, per_category) or
+    # unique per item (id, prompt, expected_answer), and a key named twice is a slip.
+    for key in keys:
+        if key in EvalItem.model_fields:
+            raise ValueError(f"{key!r} is a key the harness reads, not one of the evalset's own")
+        if keys.count(key) > 1:
+            raise ValueError(f"{key!r} is named twice")
+    return keys
+
+
+class EvaluationSpec(StrictModel):
+    """How the evaluate phase reports beyond the overall and per-category scores."""
+
+    breakdown: Annotated[
+        tuple[Annotated[str, Field(min_length=1)], ...], AfterValidator(_own_keys)
+    ] = ()
+    """Keys of the evalset's own (``section``, ``difficulty``) to break the scores down by."""
 
 
 def _valid_criteria(criteria: dict[str, str]) -> dict[str, str]:
@@ -90,7 +112,7 @@ class MilestoneSpec(StrictModel):
     """One training milestone as written in ``configs/milestones/<id>.yaml``."""
 
     kind: Literal["train"] = "train"
-    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    id: str = Field(pattern=MILESTONE_ID.pattern)
     title: str = Field(min_length=1)
     purpose: str = Field(min_length=1)
     backend: Literal["torch", "jax"]
@@ -103,6 +125,7 @@ class MilestoneSpec(StrictModel):
     frozen: tuple[str, ...] = ()
     guardrails: GuardrailSpec
     acceptance: Criteria = Field(default_factory=dict)
+    evaluation: EvaluationSpec = EvaluationSpec()
     baseline: str | None = None
     evaluate_base: bool = False
     """Score the untuned model before training, for the summary's before/after comparison."""
@@ -131,7 +154,7 @@ class FreezeSpec(StrictModel):
     """A freeze milestone: which files of which run bundle become the frozen submission ZIP."""
 
     kind: Literal["freeze"]
-    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    id: str = Field(pattern=MILESTONE_ID.pattern)
     title: str = Field(min_length=1)
     purpose: str = Field(min_length=1)
     source: InsidePath
@@ -177,6 +200,7 @@ class Milestone:
     spec_path: Path
     training_path: Path
     dataset_path: Path
+    """The dataset's JSON Lines file, resolved (a folder named in the spec is resolved to it)."""
     evalset_path: Path
     rehearsal: bool = False
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from harness.spec.data import DataError, dataset_folder, evalset_file, probe
+from harness.spec.data import DataError, dataset_file, evalset_file, probe
 from harness.spec.dependency_lock import lock_problem
 from harness.spec.freeze_paths import escape_problem
 from harness.spec.milestones import (
@@ -24,10 +24,11 @@ from trainers.config import TrainingConfig, backend_mismatch
 class MilestoneRegistry:
     """The milestones of one project: ``<id>.yaml`` specs in its milestone folders.
 
-    Inputs are read where the spec names them: an absolute path as written; a relative name in
-    the project's ``datasets/<name>/``, ``evalsets/<name>.jsonl`` and ``configs/training/<name>``
-    (then next to the spec), ``..`` and symlinks followed. The resolved paths are what is read and
-    what the manifest records.
+    Inputs are read where the spec names them: an absolute path as written (a file of any name,
+    or a folder: ``harness.spec.data.dataset_file``); a relative name in the project's
+    ``datasets/<name>/``, ``evalsets/<name>.jsonl`` and ``configs/training/<name>`` (then next to
+    the spec), ``..`` and symlinks followed. The resolved files are what is read and what the
+    manifest records.
     """
 
     def __init__(self, root: Path, milestone_dirs: Sequence[Path] = (MILESTONES_DIR,)) -> None:
@@ -78,7 +79,7 @@ class MilestoneRegistry:
             if frozen_id not in known or self.kind_of(known[frozen_id]) != "freeze":
                 raise SpecError(f"{shown(spec_path)}: key 'frozen': no freeze milestone {frozen_id!r}")
         training_path = self._training_path(spec_path, spec.training_config)
-        dataset_path = self._input(spec_path, "dataset", dataset_folder, spec.dataset)
+        dataset_path = self._input(spec_path, "dataset", dataset_file, spec.dataset)
         evalset_path = self._input(spec_path, "evalset", evalset_file, spec.evalset)
         if problem := local_model_problem(spec.model):
             raise SpecError(f"{shown(spec_path)}: key 'model': {problem}")

@@ -4,8 +4,9 @@ is one line naming the file, the line or the key."""
 from __future__ import annotations
 
 import difflib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -70,16 +71,26 @@ def load_yaml_model(path: Path, model: type[ModelT]) -> ModelT:
 
 
 def _describe(error: Any, model: type[BaseModel]) -> str:
-    loc = tuple(str(part) for part in error["loc"])
-    key = ".".join(loc)
+    place = _place(model, tuple(str(part) for part in error["loc"]))
+    key = ".".join(place.keys)
     kind = error["type"]
     if kind == "extra_forbidden":
-        valid = _fields_at(model, loc[:-1])
-        close = difflib.get_close_matches(loc[-1], valid, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else f" (valid keys: {', '.join(valid)})"
-        return f"unknown key '{key}'{hint}"
+        valid = place.fields
+        close = difflib.get_close_matches(place.keys[-1], valid, n=1)
+        if close:
+            return f"unknown key '{key}' (did you mean '{close[0]}'?)"
+        reader = f": {place.tag} does not read it" if place.tag else ""
+        return f"unknown key '{key}'{reader} (valid keys: {', '.join(valid)})"
     if kind == "missing":
         return f"missing key '{key}'"
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        tag, tags = error["ctx"]["discriminator"].strip("'"), place.tags
+        if kind == "union_tag_not_found":
+            return f"missing key '{key}.{tag}' ({' or '.join(tags)})"
+        given = str(error["ctx"]["tag"])
+        close = difflib.get_close_matches(given, tags, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        return f"key '{key}.{tag}': {given!r} is none of {', '.join(tags)}{hint}"
     message = error["msg"].removeprefix("Value error, ")
     if not key:
         return message
@@ -88,12 +99,54 @@ def _describe(error: Any, model: type[BaseModel]) -> str:
     return f"key '{key}': {message}{got}"
 
 
-def _fields_at(model: type[BaseModel], loc: tuple[str, ...]) -> list[str]:
-    """The valid key names of the (nested) model found at ``loc``."""
+@dataclass(frozen=True)
+class _Place:
+    """Where an error's location points: the keys as the user wrote them (a union's tag, which
+    pydantic puts in the location, left out), the valid keys of the section holding the last one,
+    the tag that chose that section, and the tags of a union at the last key."""
+
+    keys: tuple[str, ...]
+    fields: list[str]
+    tag: str | None
+    tags: list[str]
+
+
+def _place(model: type[BaseModel], loc: tuple[str, ...]) -> _Place:
+    keys: list[str] = []
+    current: type[BaseModel] | None = model
+    holder: list[str] = list(model.model_fields)
+    tag: str | None = None
+    members: dict[str, type[BaseModel]] = {}
     for part in loc:
-        field = model.model_fields.get(part)
-        annotation = field.annotation if field else None
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            return []
-        model = annotation
-    return list(model.model_fields)
+        if part in members:  # the tag pydantic adds after a discriminated union
+            current, tag, members = members[part], part, {}
+            continue
+        keys.append(part)
+        holder = list(current.model_fields) if current is not None else []
+        field = current.model_fields.get(part) if current is not None else None
+        annotation = _optional_of(field.annotation) if field else None
+        members = _union_members(annotation) if field and field.discriminator else {}
+        is_model = isinstance(annotation, type) and issubclass(annotation, BaseModel)
+        current = annotation if is_model else None
+        tag = None if members or is_model else tag
+    return _Place(tuple(keys), holder, tag, list(members))
+
+
+def _optional_of(annotation: Any) -> Any:
+    """``Model`` for ``Model | None``; any other annotation as it is."""
+    args = [arg for arg in get_args(annotation) if arg is not type(None)]
+    if len(args) == 1 and len(get_args(annotation)) == 2:
+        return args[0]
+    return annotation
+
+
+def _union_members(annotation: Any) -> dict[str, type[BaseModel]]:
+    """A discriminated union's members by their ``name`` tag."""
+    members = {}
+    for member in get_args(annotation):
+        if not (isinstance(member, type) and issubclass(member, BaseModel)):
+            continue
+        if "name" in member.model_fields:
+            for tag in get_args(member.model_fields["name"].annotation):
+                members[str(tag)] = member
+    return members

@@ -19,7 +19,7 @@ from tunix.rl import reshard
 from tunix.sft.checkpoint_manager import CheckpointManager
 
 from trainers import pretrained_tokenizer
-from trainers.config import LoraConfig, MeshConfig
+from trainers.config import JAX_LORA_MODULES, LoraConfig, MeshConfig
 from trainers.jax import export as jax_export
 from trainers.jax import pretrained as jax_pretrained
 from trainers.jax import tunix_shape
@@ -31,7 +31,7 @@ MESH_AXES = ("data", "fsdp")
 # Every batch is split over all devices: "data" replicates the weights, "fsdp" shards them.
 BATCH_AXES = (MESH_AXES,)
 MLP_KERNELS = ("gate_proj", "up_proj", "down_proj")
-LORA_MODULES = ".*q_einsum|.*kv_einsum|.*gate_proj|.*down_proj|.*up_proj"
+QKV = ("q_proj", "k_proj", "v_proj")
 # The Hugging Face layout's config.json is transformers' config; the card has a name of its own.
 MODEL_CARD = "model_card.json"
 STATE_DIR = "state"
@@ -186,9 +186,31 @@ def with_lora(
     return reshard.reshard_model_to_mesh(lora_adapted(model, seed, lora), mesh)
 
 
+def lora_module_path(lora: LoraConfig, fused_qkv: bool) -> str:
+    """qwix's module-path pattern for the projections ``lora.target_modules`` names, as Tunix holds
+    them (``JAX_LORA_MODULES``). Where the heads match Tunix holds q, k and v in one weight
+    (``fused_qkv``), which can only be adapted whole."""
+    targets = set(lora.target_modules)
+    modules = {JAX_LORA_MODULES[name] for name in targets}
+    if fused_qkv:
+        named = targets & set(QKV)
+        if named and named != set(QKV):
+            raise ValueError(
+                "lora.target_modules: this model holds q, k and v in one weight (qkv_einsum), so "
+                f"q_proj, k_proj and v_proj are adapted together or not at all, not only "
+                f"{', '.join(sorted(named))}"
+            )
+        modules = (modules - {"q_einsum", "kv_einsum"}) | ({"qkv_einsum"} if named else set())
+    # Paths are "layers/0/attn/kv_einsum": anchored at a "/", kv_einsum leaves qkv_einsum alone.
+    return "|".join(f".*/{module}" for module in sorted(modules))
+
+
 def lora_adapted(model: TunixModel, seed: int, lora: LoraConfig) -> TunixModel:
-    """``model`` with qwix LoRA adapters (seeded by ``seed``) on ``LORA_MODULES``."""
-    provider = qwix.LoraProvider(module_path=LORA_MODULES, rank=lora.rank, alpha=lora.alpha)
+    """``model`` with qwix LoRA adapters (seeded by ``seed``) on the projections it names."""
+    fused = model.config.num_heads == model.config.num_kv_heads
+    provider = qwix.LoraProvider(
+        module_path=lora_module_path(lora, fused), rank=lora.rank, alpha=lora.alpha
+    )
     adapted: TunixModel = qwix.apply_lora_to_model(
         model, provider, rngs=nnx.Rngs(seed), **model.get_model_input()
     )

@@ -1,4 +1,5 @@
-"""The jax backend: a Tunix Gemma trained by Tunix's PeftTrainer step and optax AdamW on a mesh."""
+"""The jax backend: a Tunix Gemma trained by Tunix's PeftTrainer step and optax (AdamW or
+Adafactor, trainers/jax/optim.py) on a mesh."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from trainers.encoding import IGNORE_INDEX, batches, encode_example
 from trainers.guards import LossGuard
 from trainers.jax import model as jax_model
 from trainers.jax import sampling as jax_sampling
+from trainers.jax.optim import build_optimizer, learning_rate, shard_state_like_weights
 from trainers.loop import StepOutcome, TrainingLoop
 from trainers.models import ModelSource, pretrained_folder
 from trainers.protocol import StepHook, TrainRequest, TrainResult
@@ -57,31 +59,6 @@ def model_input(batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
         "positions": sft_utils.build_positions_from_mask(padding),
         "attention_mask": sft_utils.make_causal_attn_mask(padding),
     }
-
-
-def learning_rate(config: TrainingConfig, total: int) -> optax.Schedule:
-    """Linear warm-up from 0, then cosine to ``min_lr_ratio`` of the peak, or constant; as torch."""
-    peak, schedule = config.optimizer.lr, config.schedule
-    if schedule.decay == "constant":
-        warmup = optax.linear_schedule(0.0, peak, schedule.warmup_steps)
-        return optax.join_schedules(
-            [warmup, optax.constant_schedule(peak)], [schedule.warmup_steps]
-        )
-    # A run no longer than its warm-up still gets a one-step decay, as torch's schedule clamps it.
-    decay_steps = max(total, schedule.warmup_steps + 1)
-    return optax.warmup_cosine_decay_schedule(
-        0.0, peak, schedule.warmup_steps, decay_steps, end_value=peak * schedule.min_lr_ratio
-    )
-
-
-def optimizer(config: TrainingConfig, schedule: optax.Schedule) -> optax.GradientTransformation:
-    opt = config.optimizer
-    return optax.chain(
-        optax.clip_by_global_norm(config.grad_clip),
-        optax.adamw(
-            schedule, b1=opt.betas[0], b2=opt.betas[1], eps=opt.eps, weight_decay=opt.weight_decay
-        ),
-    )
 
 
 def check_precision(config: TrainingConfig) -> None:
@@ -153,11 +130,12 @@ class JaxTrainer:
         schedule = learning_rate(config, total)
         trainer = peft_trainer.PeftTrainer(
             model,
-            optimizer(config, schedule),
+            build_optimizer(config, schedule),
             peft_trainer.TrainingConfig(
                 eval_every_n_steps=total, max_steps=total, data_sharding_axis=jax_model.BATCH_AXES
             ),
         ).with_gen_model_input_fn(model_input)
+        shard_state_like_weights(trainer.optimizer, mesh)
         card = jax_model.model_card(
             request.model_source, model.config, config.seed, config.lora, config.mesh, pretrained
         )

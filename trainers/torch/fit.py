@@ -1,4 +1,5 @@
-"""torch training: a causal LM, completion-only loss, AdamW, deterministic; one replica a process.
+"""torch training: a causal LM, completion-only loss, AdamW or Adafactor, every weight or LoRA
+adapters, deterministic; one replica a process.
 
 The shared loop (trainers/loop.py) runs ``TorchStep``; ``Replica`` is one device, parallel's
 subclasses are DDP or FSDP workers.
@@ -9,14 +10,9 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import (
-    get_constant_schedule_with_warmup,
-    get_cosine_with_min_lr_schedule_with_warmup,
-)
 
 from trainers.config import TrainingConfig
 from trainers.encoding import encode_example
@@ -25,18 +21,11 @@ from trainers.guards import LossGuard
 from trainers.loop import StepOutcome, TrainingLoop
 from trainers.models import build_model_and_tokenizer
 from trainers.protocol import StepHook, TrainRequest, TrainResult
+from trainers.torch import lora
 from trainers.torch.batching import BatchPlan, Row
+from trainers.torch.optim import build_optimizer, build_schedule
 
 BACKEND = "torch"
-
-
-def _scheduler(optimizer: torch.optim.Optimizer, config: TrainingConfig, total: int) -> Any:
-    schedule = config.schedule
-    if schedule.decay == "constant":
-        return get_constant_schedule_with_warmup(optimizer, schedule.warmup_steps)
-    return get_cosine_with_min_lr_schedule_with_warmup(
-        optimizer, schedule.warmup_steps, total, min_lr_rate=schedule.min_lr_ratio
-    )
 
 
 def to_bf16_weights(model: torch.nn.Module) -> None:
@@ -72,10 +61,19 @@ class Replica:
         return torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm).item()
 
     def save(
-        self, model: Any, wrapped: torch.nn.Module, tokenizer: Any, checkpoint_dir: Path
+        self, model: Any, wrapped: torch.nn.Module, tokenizer: Any, request: TrainRequest
     ) -> None:
-        model.save_pretrained(checkpoint_dir)
-        tokenizer.save_pretrained(checkpoint_dir)
+        save_checkpoint(model, tokenizer, request)
+
+
+def save_checkpoint(model: Any, tokenizer: Any, request: TrainRequest) -> None:
+    """The trained model and its tokenizer as a transformers folder; under LoRA the merged
+    model, with the adapters beside it (trainers/torch/lora.py)."""
+    if lora.is_adapted(model):
+        lora.save(model, request)
+    else:
+        model.save_pretrained(request.checkpoint_dir)
+    tokenizer.save_pretrained(request.checkpoint_dir)
 
 
 def flops_basis(
@@ -91,20 +89,33 @@ def flops_basis(
     )
 
 
+def build_model(request: TrainRequest, device: torch.device) -> tuple[Any, Any, int]:
+    """The model to train on ``device`` (under LoRA, frozen with its adapters), its tokenizer and
+    its number of weights, adapters left out."""
+    config = request.config
+    quantized = lora.quantized_loading(config.lora, device)
+    model, tokenizer = build_model_and_tokenizer(
+        request.model_source, config.seed, request.hub_cache, quantized
+    )
+    parameters = model.num_parameters()  # counts a 4-bit weight once, as transformers does
+    if config.precision == "bf16-pure":
+        to_bf16_weights(model)
+    if config.lora is not None:
+        model = lora.with_adapters(model, config.lora)
+    if quantized is None:  # a quantized model is placed by its loading
+        model.to(device)
+    model.train()
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model, tokenizer, parameters
+
+
 def fit(request: TrainRequest, on_step: StepHook, replica: Replica) -> TrainResult:
     """Train ``request`` as ``replica``'s part of the run; every process gets the same request."""
     config = request.config
     torch.use_deterministic_algorithms(True, warn_only=True)
-    model, tokenizer = build_model_and_tokenizer(
-        request.model_source, config.seed, request.hub_cache
-    )
-    if config.precision == "bf16-pure":
-        to_bf16_weights(model)
     device = replica.device(request.device)
-    model.to(device).train()
-    if config.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    parameters = sum(p.numel() for p in model.parameters())
+    model, tokenizer, parameters = build_model(request, device)
     wrapped = replica.wrap(model)
     rows = [encode_example(tokenizer, ex, config.max_seq_len) for ex in request.examples]
     plan = BatchPlan(rows, config, tokenizer.pad_token_id)
@@ -114,7 +125,7 @@ def fit(request: TrainRequest, on_step: StepHook, replica: Replica) -> TrainResu
     loop.add_loss_hook(LossGuard(config.divergence.factor, config.divergence.patience).check)
     loop.add_hook(on_step)
     # A transformers checkpoint holds no step number: the step the run ended at is not needed.
-    loop.add_save_hook(lambda _: replica.save(model, wrapped, tokenizer, request.checkpoint_dir))
+    loop.add_save_hook(lambda _: replica.save(model, wrapped, tokenizer, request))
     done = loop.run(plan.steps(), step)
     return TrainResult(
         backend=BACKEND,
@@ -129,7 +140,7 @@ def fit(request: TrainRequest, on_step: StepHook, replica: Replica) -> TrainResu
 
 class TorchStep:
     """One optimizer step of this replica's micro-batches: forward and backward over each, the
-    step's loss to the loop's hooks, then clipping, AdamW and the schedule."""
+    step's loss to the loop's hooks, then clipping, the optimizer and the schedule."""
 
     def __init__(
         self,
@@ -143,16 +154,8 @@ class TorchStep:
         self.replica, self.plan, self.wrapped, self.device = replica, plan, wrapped, device
         self.forward = torch.compile(wrapped) if config.compile else wrapped
         self.micro_batches, self.grad_clip = config.grad_accum_steps, config.grad_clip
-        opt = config.optimizer
-        self.optimizer = torch.optim.AdamW(
-            wrapped.parameters(),
-            lr=opt.lr,
-            betas=opt.betas,
-            eps=opt.eps,
-            weight_decay=opt.weight_decay,
-            fused=device.type == "cuda",  # one kernel for all parameters; the CPU keeps the default
-        )
-        self.scheduler = _scheduler(self.optimizer, config, total)
+        self.optimizer = build_optimizer(lora.trainable(wrapped), config, device)
+        self.scheduler = build_schedule(self.optimizer, config, total)
         self.autocast = torch.autocast(
             device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"
         )

@@ -272,9 +272,9 @@ class DDPReplica(Replica):
         dist.all_reduce(value)
         return value
 
-    def save(self, model: Any, wrapped: Any, tokenizer: Any, checkpoint_dir: Path) -> None:
+    def save(self, model: Any, wrapped: Any, tokenizer: Any, request: TrainRequest) -> None:
         if self.rank == 0:
-            super().save(model, wrapped, tokenizer, checkpoint_dir)
+            super().save(model, wrapped, tokenizer, request)
         dist.barrier()
 
     def leave(self) -> None:
@@ -311,13 +311,14 @@ class FSDPReplica(DDPReplica):
         norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
         return float(cast(DTensor, norm).full_tensor().item())  # sharded parameters, sharded norm
 
-    def save(self, model: Any, wrapped: Any, tokenizer: Any, checkpoint_dir: Path) -> None:
+    def save(self, model: Any, wrapped: Any, tokenizer: Any, request: TrainRequest) -> None:
         full = get_model_state_dict(
             wrapped, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
         )
         if self.rank == 0:
-            model.save_pretrained(checkpoint_dir, state_dict=_without_aliases(model, full))
-            tokenizer.save_pretrained(checkpoint_dir)
+            folder = request.checkpoint_dir
+            model.save_pretrained(folder, state_dict=_without_aliases(model, full))
+            tokenizer.save_pretrained(folder)
         dist.barrier()
 
 
