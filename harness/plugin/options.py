@@ -61,6 +61,15 @@ def _add_run_options(group: Any) -> None:
         "with it. Refused under xdist or on a dirty tree.",
     )
     group.addoption(
+        "--jax-distributed",
+        dest="jax_distributed",
+        action="store_true",
+        help="Run one milestone over several jax processes, the same command on every host of a "
+        "TPU slice: jax.distributed.initialize() joins them (JAX_COORDINATOR_ADDRESS, "
+        "TUNIX_RT_NUM_PROCESSES and TUNIX_RT_PROCESS_ID where no cluster is detected); process 0 "
+        "writes the bundle, the others only their shards of the checkpoint.",
+    )
+    group.addoption(
         "--rehearse",
         dest="rehearse",
         action="store_true",

@@ -44,6 +44,9 @@ class RunOptions:
     update_snapshots: bool = False
     reevaluates: Path | None = None
     """An earlier bundle whose checkpoint this run evaluates anew instead of training one."""
+    primary_run_dir: Path | None = None
+    """In a non-zero process of a run of several: process 0's run folder, which holds the bundle
+    and the checkpoint this process writes its shards of (its own folder is scratch)."""
 
 
 @dataclass
