@@ -33,6 +33,14 @@ STEPS = 3
 # Start-up on a loaded machine (imports, the coordinator, compiling) can take minutes; a hang
 # fails the test instead of the suite.
 TIMEOUT_S = 600
+# How long the others may take to end on their own once one process failed.
+GRACE_S = 30
+
+# The same pytest command on every host, as docs/tpu.md has it.
+SESSION = [
+    sys.executable, "-m", "pytest", "acceptance", "--milestone", "mini-jax", "--jax-distributed",
+    "-p", "no:cacheprovider",
+]  # fmt: skip
 
 # The same training in one process over two forced CPU devices: the curve the two must match.
 ONE_PROCESS = textwrap.dedent(
@@ -107,14 +115,15 @@ def start(command: list[str], cwd: Path, env: dict[str, str], log: Path) -> Chil
 
 
 def finish(children: list[Child]) -> None:
-    """Wait for every child to end. All are killed if one fails (the others would wait for it in a
-    collective until jax's heartbeat gives up), if they outlast ``TIMEOUT_S``, or if this fails."""
+    """Wait for every child to end. All are killed once they outlast ``TIMEOUT_S``, ``GRACE_S``
+    after one failed (the others may wait for it in a collective until jax's heartbeat gives up),
+    or if this fails."""
     processes = [child.process for child in children]
     deadline = time.monotonic() + TIMEOUT_S
     try:
         while any(p.poll() is None for p in processes) and time.monotonic() < deadline:
             if any(p.returncode for p in processes):
-                break
+                deadline = min(deadline, time.monotonic() + GRACE_S)
             time.sleep(0.2)
     finally:
         for process in processes:
@@ -123,8 +132,11 @@ def finish(children: list[Child]) -> None:
             process.wait()
 
 
-def two_processes(command: list[str], cwd: Path, extra: dict[str, str], logs: Path) -> list[Child]:
-    """``command`` as processes 0 and 1 of one jax run, joined on a free port of this machine."""
+def two_processes(
+    command: list[str], cwds: tuple[Path, Path], extra: dict[str, str], logs: Path
+) -> list[Child]:
+    """``command`` as processes 0 and 1 of one jax run, each in its folder of ``cwds``, joined on a
+    free port of this machine."""
     joined = {
         "JAX_PLATFORMS": "cpu",
         "JAX_COORDINATOR_ADDRESS": f"localhost:{free_port()}",
@@ -133,13 +145,13 @@ def two_processes(command: list[str], cwd: Path, extra: dict[str, str], logs: Pa
     }
     return [
         start(command, cwd, {**joined, "TUNIX_RT_PROCESS_ID": str(i)}, logs / f"process{i}.log")
-        for i in range(2)
+        for i, cwd in enumerate(cwds)
     ]
 
 
 def test_two_processes_place_each_row_once(tmp_path: Path) -> None:
     children = two_processes(
-        [sys.executable, "-c", PLACEMENT], ROOT, {"PYTHONPATH": str(ROOT)}, tmp_path
+        [sys.executable, "-c", PLACEMENT], (ROOT, ROOT), {"PYTHONPATH": str(ROOT)}, tmp_path
     )
     finish(children)
     for child in children:
@@ -159,9 +171,7 @@ def test_a_milestone_over_two_processes_trains_as_one_and_process_0_writes_it(
     with (mini.path / "configs" / "milestones" / "mini-jax.yaml").open("a") as spec:
         spec.write("evaluate_base: true\n")  # as the shipped specs: the untuned model scored too
     mini.commit("a milestone over two processes")
-    session = [sys.executable, "-m", "pytest", "acceptance", "--milestone", "mini-jax",
-               "--jax-distributed", "-p", "no:cacheprovider"]
-    processes = two_processes(session, mini.path, {}, tmp_path)
+    processes = two_processes(SESSION, (mini.path, mini.path), {}, tmp_path)
     reference = start(
         [sys.executable, "-c", ONE_PROCESS, str(mini.path), str(tmp_path / "one"), str(STEPS)],
         ROOT,
@@ -191,3 +201,27 @@ def test_a_milestone_over_two_processes_trains_as_one_and_process_0_writes_it(
     losses = [step["loss"] for step in metrics["per_step"]]
     assert len(losses) == STEPS
     assert losses == pytest.approx(json.loads(reference.last_line), rel=RTOL, abs=ATOL)
+
+
+def test_processes_that_share_no_disk_are_refused_before_anything_runs(
+    mini: MiniProject, tmp_path: Path
+) -> None:
+    """Process 1 in a copy of the project, as on a host with a disk of its own, would write its
+    shards of the checkpoint where process 0 never reads them: both refuse the run at once."""
+    mini.milestone("mini-jax", backend="jax")
+    mini.commit("a milestone over two hosts")
+    elsewhere = tmp_path / "elsewhere"
+    subprocess.run(["git", "clone", "-q", str(mini.path), str(elsewhere)], check=True)
+    children = two_processes(SESSION, (mini.path, elsewhere), {}, tmp_path)
+    finish(children)
+    refusal = (
+        "--jax-distributed: process 1 of 2 does not see process 0's run folder "
+        "(submission_runs/mini-jax_v1): run the project from a disk every host shares"
+    )
+    for child in children:
+        assert child.process.returncode == pytest.ExitCode.USAGE_ERROR, child.output[-3000:]
+        assert refusal in child.output
+    assert list((mini.path / "submission_runs").iterdir()) == [
+        mini.path / "submission_runs" / ".mini-jax.lock"
+    ]
+    assert not (elsewhere / "submission_runs").exists()

@@ -96,6 +96,10 @@ def share_runs(
         m.id: runs_root / f"{series(m)}_v{version}"
         for m, version in zip(milestones, versions, strict=True)
     }
+    if problem := _unshared(list(primary_dirs.values()), runs_root):
+        for folder, _ in opened.values():
+            folder.rmdir()  # opened a moment ago, still empty
+        raise pytest.UsageError(f"--jax-distributed: {problem}")
     scratch = [scratch_dir(p, i) for p in primary_dirs.values() for i in range(1, place.count)]
     if place.primary:
         return SharedRuns(opened, {}, scratch)
@@ -106,6 +110,22 @@ def share_runs(
         own.mkdir(parents=True)
         records[milestone_id] = (own, RunRecord())
     return SharedRuns(records, primary_dirs, scratch)
+
+
+def _unshared(primary_dirs: list[Path], runs_root: Path) -> str | None:
+    """Why the processes cannot share the run: some do not see process 0's run folders, where
+    every process writes its shards of the checkpoint; None when all see them."""
+    from trainers.jax.distributed import gather_ints
+
+    seen = gather_ints(int(all(folder.is_dir() for folder in primary_dirs)))
+    blind = [str(index) for index, sees in enumerate(seen) if not sees]
+    if not blind:
+        return None
+    folders = ", ".join(str(folder.relative_to(runs_root.parent)) for folder in primary_dirs)
+    return (
+        f"process {', '.join(blind)} of {len(seen)} does not see process 0's run folder "
+        f"({folders}): run the project from a disk every host shares (docs/tpu.md); nothing written"
+    )
 
 
 def scratch_dir(primary: Path, index: int) -> Path:

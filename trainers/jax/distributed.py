@@ -80,6 +80,16 @@ def broadcast_ints(values: list[int]) -> list[int]:
     return [int(v) for v in multihost_utils.broadcast_one_to_all(sent)]
 
 
+def gather_ints(value: int) -> list[int]:
+    """Every process's ``value``, in the order of the processes' indices."""
+    if jax.process_count() == 1:
+        return [value]
+    from jax.experimental import multihost_utils
+
+    gathered = multihost_utils.process_allgather(np.asarray(value, dtype=np.int32))
+    return [int(v) for v in np.ravel(gathered)]
+
+
 def barrier(name: str) -> None:
     """Wait until every process of the run reaches ``name``; nothing to wait for in one process."""
     if jax.process_count() > 1:
