@@ -71,14 +71,19 @@ PLACEMENT = textwrap.dedent(
     import json
     import jax
     import numpy as np
-    from trainers.jax import distributed
+    from trainers.config import MeshConfig
+    from trainers.jax import distributed, model
 
     index, count = distributed.initialize()
     mesh = jax.make_mesh((1, 2), ("data", "fsdp"))
     rows = np.arange(4 * 3, dtype=np.int32).reshape(4, 3) // 3
     placed = distributed.global_batch({"rows": rows}, mesh)["rows"]
     mine = [np.asarray(shard.data)[:, 0].tolist() for shard in placed.addressable_shards]
-    print(json.dumps({"index": index, "shape": list(placed.shape), "mine": mine}))
+    try:
+        model.build_mesh(MeshConfig(data=1, fsdp=1), "cpu")
+    except ValueError as error:
+        refused = str(error)
+    print(json.dumps({"index": index, "shape": list(placed.shape), "mine": mine, "refused": refused}))
     """
 )
 
@@ -149,7 +154,7 @@ def two_processes(
     ]
 
 
-def test_two_processes_place_each_row_once(tmp_path: Path) -> None:
+def test_two_processes_place_each_row_once_and_refuse_a_mesh_without_one(tmp_path: Path) -> None:
     children = two_processes(
         [sys.executable, "-c", PLACEMENT], (ROOT, ROOT), {"PYTHONPATH": str(ROOT)}, tmp_path
     )
@@ -157,8 +162,13 @@ def test_two_processes_place_each_row_once(tmp_path: Path) -> None:
     for child in children:
         assert child.process.returncode == 0, child.output[-3000:]
     placed = sorted((json.loads(child.last_line) for child in children), key=str)
-    assert placed[0] == {"index": 0, "shape": [4, 3], "mine": [[0, 1]]}
-    assert placed[1] == {"index": 1, "shape": [4, 3], "mine": [[2, 3]]}
+    # A mesh of one device would leave process 1 out of every step: refused in both.
+    refused = (
+        "mesh data=1 x fsdp=1 takes 1 of the 2 cpu devices of 2 processes and none of process 1: "
+        "give the mesh every process's devices"
+    )
+    assert placed[0] == {"index": 0, "shape": [4, 3], "mine": [[0, 1]], "refused": refused}
+    assert placed[1] == {"index": 1, "shape": [4, 3], "mine": [[2, 3]], "refused": refused}
 
 
 def test_a_milestone_over_two_processes_trains_as_one_and_process_0_writes_it(

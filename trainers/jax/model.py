@@ -103,9 +103,18 @@ def build_mesh(config: MeshConfig, device: str) -> jax.sharding.Mesh:
             f"mesh data={config.data} x fsdp={config.fsdp} needs {wanted} {device} devices, "
             f"jax sees {len(devices)}"
         )
+    chosen = devices[:wanted]
+    # Every process runs every step: one with no device in the mesh would have nothing to run.
+    idle = sorted({d.process_index for d in devices} - {d.process_index for d in chosen})
+    if idle:
+        raise ValueError(
+            f"mesh data={config.data} x fsdp={config.fsdp} takes {wanted} of the {len(devices)} "
+            f"{device} devices of {jax.process_count()} processes and none of process "
+            f"{', '.join(map(str, idle))}: give the mesh every process's devices"
+        )
     # Tunix's Gemma places its sharding constraints by name, which needs auto (not explicit) axes.
     auto = (jax.sharding.AxisType.Auto,) * len(MESH_AXES)
-    return jax.make_mesh((config.data, config.fsdp), MESH_AXES, auto, devices=devices[:wanted])
+    return jax.make_mesh((config.data, config.fsdp), MESH_AXES, auto, devices=chosen)
 
 
 @contextmanager
