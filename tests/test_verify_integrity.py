@@ -77,6 +77,8 @@ def assemble(run_dir: Path, milestone: str = "mini") -> Path:
         bundle.EVALUATION_SUMMARY: "# Evaluation\n\naccuracy 0.4\n",
         bundle.summary_name(milestone): f"# {run_id}\n\n{CLOSING}\n",
         f"{bundle.CHECKPOINT_DIR}/config.json": '{"model_type": "gemma"}\n',
+        bundle.RESOURCES: '{"phase": "train", "rss_bytes": 1048576}\n',
+        bundle.RESOURCES_PLOT: '<svg xmlns="http://www.w3.org/2000/svg"></svg>\n',
     }
     for name, text in texts.items():
         bundle.write_text(run_dir / name, text)
