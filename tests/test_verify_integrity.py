@@ -115,7 +115,7 @@ def test_an_assembled_bundle_verifies(run_dir: Path) -> None:
     command = [sys.executable, "-m", "harness", "verify", str(run_dir)]
     done = subprocess.run(command, capture_output=True, text=True)
     assert (done.returncode, done.stderr) == (0, ""), done.stdout + done.stderr
-    assert done.stdout == f"ok: {run_dir} verifies (11 files)\n"
+    assert done.stdout == f"ok: {run_dir} verifies (13 files)\n"
 
 
 def test_a_path_that_is_no_folder_is_one_problem(
