@@ -103,3 +103,16 @@ def test_the_trainer_pair_agrees_in_bf16_with_gradient_accumulation(tmp_path: Pa
     ours, theirs = train_ours(request), train_theirs(request, tmp_path / "theirs")
     assert ours.tokens == theirs.tokens == [256, 256, 256]
     assert theirs.losses == pytest.approx(ours.losses, rel=1e-5)
+
+
+@pytest.mark.slow
+def test_the_sampler_benchmark_trains_with_the_sampler_and_without() -> None:
+    pytest.importorskip("torch")
+    from benchmarks import sampler
+
+    smoke = load_milestone("smoke")
+    # Samples every 20 ms: some fall inside the sampled run's steps, none in the other's.
+    sampled, bare = sampler.measure(smoke, steps=4, repeats=1, interval_s=0.02)
+    assert sampled.samples > 2 and bare.samples == 0  # more than the phase's first and last
+    assert sampled.step_s > 0 and bare.step_s > 0 and sampled.cpu_s > 0 and bare.cpu_s > 0
+    assert 0 < sampler.sample_cost(smoke, 2.0, count=2) < 1
