@@ -144,6 +144,7 @@ def two_processes(
     free port of this machine."""
     joined = {
         "JAX_PLATFORMS": "cpu",
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=1",  # whatever this shell forces
         "JAX_COORDINATOR_ADDRESS": f"localhost:{free_port()}",
         "TUNIX_RT_NUM_PROCESSES": "2",
         **extra,
