@@ -1,4 +1,4 @@
-"""Benchmark (f): the step time of training with periodic resumable checkpoints over the step
+"""Benchmark (g): the step time of training with periodic resumable checkpoints over the step
 time alone (<= 1.02), the same over a run without checkpoints, and their write throughput.
 
 Run: .venv/bin/python -m benchmarks.checkpoints [--milestone smoke-jax] [--every 50]
@@ -118,7 +118,7 @@ def main() -> int:
     steps = args.steps or milestone.spec.run.max_steps or 300
     ratios, writes = measure(milestone, steps, args.every, args.repeats)
     title = (
-        f"(f) checkpoints: {milestone.id} ({milestone.spec.backend}), a resumable checkpoint every "
+        f"(g) checkpoints: {milestone.id} ({milestone.spec.backend}), a resumable checkpoint every "
         f"{args.every} steps against none, median of {args.repeats}"
     )
     return report(title, (f"every {args.every}", "none"), ratios, [writes])

@@ -173,3 +173,24 @@ def mini(pytester: pytest.Pytester) -> MiniProject:
     project.milestone("mini-broken", model=f"local:{weightless}")
     project.commit("mini milestones")
     return project
+
+
+# What kagglehub reads for credentials, and where it would find a notebook's own.
+KAGGLE_VARIABLES = (
+    "KAGGLE_USERNAME",
+    "KAGGLE_KEY",
+    "KAGGLE_API_TOKEN",
+    "KAGGLE_KERNEL_RUN_TYPE",
+    "KAGGLE_DATA_PROXY_URL",
+)
+
+
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No Kaggle credentials anywhere and an empty kagglehub cache, which is returned."""
+    for name in KAGGLE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "home" / ".kaggle"))
+    monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path / "kagglehub"))
+    return tmp_path / "kagglehub"

@@ -115,3 +115,16 @@ def test_checkpoint_cost_is_measured_side_by_side_with_its_write_throughput() ->
     # The same run's steps, with the three checkpoints' seconds added: more, never less.
     assert in_run.ours > in_run.theirs > 0 and two_runs.ours > 0 and two_runs.theirs > 0
     assert writes.ok and "3 writes of" in writes.detail and "MB/s" in writes.detail
+
+
+@pytest.mark.slow
+def test_the_sampler_benchmark_trains_with_the_sampler_and_without() -> None:
+    pytest.importorskip("torch")
+    from benchmarks import sampler
+
+    smoke = load_milestone("smoke")
+    # Samples every 20 ms: some fall inside the sampled run's steps, none in the other's.
+    sampled, bare = sampler.measure(smoke, steps=4, repeats=1, interval_s=0.02)
+    assert sampled.samples > 2 and bare.samples == 0  # more than the phase's first and last
+    assert sampled.step_s > 0 and bare.step_s > 0 and sampled.cpu_s > 0 and bare.cpu_s > 0
+    assert 0 < sampler.sample_cost(smoke, 2.0, count=2) < 1

@@ -19,6 +19,7 @@ from harness.evidence.documents import write_documents
 from harness.evidence.interrupted import mark_interrupted
 from harness.evidence.verify import CHECKSUMS, verify_bundle
 from harness.phases.train import StepLogger, build_request
+from harness.plugin.resources import PhaseResources
 from harness.record.failures import Cause
 from harness.record.outcomes import PhaseOutcome, Status
 from harness.record.run import MilestoneRun, RunOptions
@@ -44,8 +45,11 @@ def smoke() -> Milestone:
 
 @pytest.fixture
 def run(smoke: Milestone, tmp_path: Path) -> MilestoneRun:
-    """A smoke run as a session leaves it after pre-flight: snapshots and documents written."""
+    """A smoke run as a session leaves it after pre-flight: snapshots, samples and documents."""
     run = MilestoneRun(smoke, ROOT, bundle.allocate_run_dir(tmp_path, "smoke"), RunOptions(progress=_quiet))
+    resources = PhaseResources(60.0)
+    resources.begin(run, PREFLIGHT)
+    resources.close()
     bundle.write_text(run.run_dir / bundle.ENV_SNAPSHOT, "commit: not recorded\n")
     bundle.write_text(run.run_dir / bundle.GPU_SNAPSHOT, "no nvidia-smi: a CPU run\n")
     run.record.add_outcome(PhaseOutcome(PREFLIGHT, Status.PASSED, Cause.COMPLETED, "completed", 1.0))
@@ -168,6 +172,9 @@ def test_a_sigkilled_run_is_marked_at_its_step_and_verifies(mini: MiniProject) -
         if line.startswith("step ")
     ]
     assert logged[-1].startswith(f"step {last}/")
+    # The samples so far stay: written line by line, the last one taken while training ran.
+    samples = (killed / bundle.RESOURCES).read_text().splitlines()
+    assert json.loads(samples[-1])["phase"] == "train"
 
     mini.run("--milestone", "mini-long", "-k", "preflight").assert_outcomes(passed=1, deselected=10)
 

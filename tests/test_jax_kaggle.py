@@ -1,7 +1,6 @@
 """Kaggle's Flax Gemma layout on the jax backend: a Gemma and a Gemma 2 give transformers' logits
 and greedy generations for the same weights in Hugging Face layout; handles resolve from a
-populated kagglehub cache offline; a missing credential, the torch backend and bad shapes are one
-line each."""
+populated kagglehub cache offline; the torch backend and bad shapes are one line each."""
 
 from __future__ import annotations
 
@@ -54,14 +53,6 @@ HANDLE = "google/gemma/flax/2b/2"
 MAX_NEW_TOKENS = 16
 # Longer than Gemma 2's sliding window of 8, so its local layers mask something.
 LOGIT_TOKENS = 24
-# What kagglehub reads for credentials, and where it would find a notebook's own.
-KAGGLE_VARIABLES = (
-    "KAGGLE_USERNAME",
-    "KAGGLE_KEY",
-    "KAGGLE_API_TOKEN",
-    "KAGGLE_KERNEL_RUN_TYPE",
-    "KAGGLE_DATA_PROXY_URL",
-)
 
 
 @pytest.fixture(scope="module")
@@ -76,17 +67,6 @@ def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, P
         )
         for name in MODELS
     }
-
-
-@pytest.fixture
-def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """No Kaggle credentials anywhere and an empty kagglehub cache, which is returned."""
-    for name in KAGGLE_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "home" / ".kaggle"))
-    monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path / "kagglehub"))
-    return tmp_path / "kagglehub"
 
 
 def prompts() -> list[str]:
@@ -299,41 +279,6 @@ def test_the_lineage_of_a_cached_handle_reads_the_orbax_metadata(
     # The same weights in both layouts: the orbax metadata counts what the safetensors declare.
     assert lineage["parameters"] == weight_facts(hf_folder)[0] > 0
     assert lineage["dtypes"] == ["float32"]
-
-
-def test_an_uncached_handle_without_credentials_is_one_line(offline: Path) -> None:
-    line = (
-        f"kaggle:{HANDLE} is not in the kagglehub cache ({offline}) and no Kaggle credentials are "
-        "set (KAGGLE_USERNAME and KAGGLE_KEY, or ~/.kaggle/kaggle.json) to download it"
-    )
-    with pytest.raises(FileNotFoundError) as resolved:
-        pretrained_folder(ModelSource.parse(f"kaggle:{HANDLE}"))
-    assert str(resolved.value) == line
-    with pytest.raises(FileNotFoundError) as checked:
-        check_model_source(f"kaggle:{HANDLE}", "jax")
-    assert str(checked.value) == line
-
-
-def test_an_uncached_handle_with_credentials_is_left_to_the_train_phase(
-    offline: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("KAGGLE_USERNAME", "someone")
-    monkeypatch.setenv("KAGGLE_KEY", "not-a-real-key")
-    check_model_source(f"kaggle:{HANDLE}", "jax")  # nothing fetched: train does that
-
-
-def test_an_uncached_handle_in_a_kaggle_notebook_is_left_to_the_train_phase(
-    offline: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A notebook has no credentials: kagglehub attaches the model to it through Kaggle's proxy."""
-    monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Interactive")
-    monkeypatch.setenv("KAGGLE_DATA_PROXY_URL", "http://127.0.0.1:9")
-    check_model_source(f"kaggle:{HANDLE}", "jax")
-
-
-def test_an_unversioned_handle_needs_kaggle(offline: Path) -> None:
-    with pytest.raises(FileNotFoundError, match=r"^kaggle:google/gemma/flax/2b names no version"):
-        pretrained_folder(ModelSource.parse("kaggle:google/gemma/flax/2b"))
 
 
 def test_torch_refuses_the_flax_layout_in_one_line(

@@ -196,14 +196,14 @@ def test_lora_trains_only_the_adapters(
 @pytest.mark.parametrize("decay", ["cosine", "constant"])
 def test_learning_rate_schedule_matches_torch(decay: str) -> None:
     torch = pytest.importorskip("torch")
-    from trainers.torch.fit import _scheduler
+    from trainers.torch.optim import build_schedule
 
     config = load_config(
         "smoke_jax_tiny.yaml", schedule={"warmup_steps": 10, "decay": decay, "min_lr_ratio": 0.1}
     )
     total = 50
     optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=config.optimizer.lr)
-    scheduler = _scheduler(optimizer, config, total)
+    scheduler = build_schedule(optimizer, config, total)
     schedule = learning_rate(config, total)
     for step in range(total):
         assert float(schedule(step)) == pytest.approx(

@@ -63,8 +63,16 @@ class FakeTpu:
 
 
 def fake_tpus(monkeypatch: pytest.MonkeyPatch, devices: list[FakeTpu]) -> None:
-    real = jax.devices
+    """One host's TPU chips: all the devices, and this process's own (the memory probe's)."""
+    real, real_local = jax.devices, jax.local_devices
     monkeypatch.setattr(jax, "devices", lambda kind=None: devices if kind == "tpu" else real(kind))
+    monkeypatch.setattr(
+        jax,
+        "local_devices",
+        lambda process_index=None, backend=None: (
+            devices if backend == "tpu" else real_local(process_index, backend)
+        ),
+    )
 
 
 def test_gemma_2b_fully_fine_tuned_on_m38s_mesh_fits_one_v5e_chip() -> None:

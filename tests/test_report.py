@@ -65,7 +65,7 @@ def test_the_report_shows_environment_phases_plots_and_predictions(mini: MiniPro
     assert "gpu" in data["environment"]
     assert "Packages" not in data["environment"]  # a few lines: the verdict follows on screen
 
-    # The first screen leads with the verdict: numbers with intervals, criteria, both plots.
+    # The first screen leads with the verdict: numbers with intervals, criteria, the plots.
     page = report.read_text()
     first = page[page.index('class="additional-summary prefix"') : page.index('id="results-table"')]
     assert "mini mini_v1: " in first and ">passed</span>" in first
@@ -74,13 +74,17 @@ def test_the_report_shows_environment_phases_plots_and_predictions(mini: MiniPro
     assert f"{results['accuracy']:.1%} [{low:.1%}, {high:.1%}] of 5" in html.unescape(first)
     assert "<caption>Acceptance criteria</caption>" in first and "eval.count" in first
     assert first.count('src="data:image/png;base64,') == 2
+    assert first.count('alt="memory and CPU over time" src="data:image/svg+xml;base64,') == 1
 
     rows = phase_rows(data, "mini")
     assert list(rows) == list(PHASES)
     assert all(phase_outcome(row) == "passed" for row in rows.values())
     images = extras_of(rows["train"], "image")
-    assert [image["name"] for image in images] == ["loss and learning rate"]
+    names = [image["name"] for image in images]
+    assert names == ["loss and learning rate", "memory and CPU over time"]
     assert base64.b64decode(images[0]["content"].partition("base64,")[2]).startswith(PNG_MAGIC)
+    timeline = base64.b64decode(images[1]["content"].partition("base64,")[2]).decode()
+    assert timeline.startswith("<svg") and ">train</text>" in timeline
     assert [extra["name"] for extra in extras_of(rows["train"], "json")] == [
         "final training metrics"
     ]
@@ -115,6 +119,21 @@ def test_plots_and_a_journal_entry_per_phase_go_into_the_bundle(mini: MiniProjec
         assert name in written, name
     assert "- checkpoint: `checkpoint/`" in train
     assert "`journal.md`" not in journal
+
+    # Resources were sampled as each phase started and ended, and the peak stands in the manifest
+    # beside the memory guard's estimate.
+    samples = [json.loads(line) for line in (bundle / "resources.jsonl").read_text().splitlines()]
+    phases = [sample["phase"] for sample in samples]
+    assert list(dict.fromkeys(phases)) == list(PHASES)
+    assert all(phases.count(phase) >= 2 for phase in PHASES)
+    resources = mini.manifest("mini_v1")["resources"]
+    assert resources["samples"] == len(samples)
+    assert resources["measured_peak"]["rss"]["bytes"] == max(s["rss_bytes"] for s in samples)
+    assert resources["estimated_peak"]["per"] == "one training process"
+    assert resources["estimated_peak"]["bytes"] > 0
+    assert set(resources["probes"]) == {"process", "cuda", "jax"}
+    assert resources["probes"]["jax"] == "not sampled: a torch run does not use jax"
+    assert (bundle / "resources.svg").read_text().startswith("<svg")
 
 
 @pytest.mark.skipif("torch.cuda.is_available()", reason="this machine has CUDA")

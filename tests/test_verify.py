@@ -30,6 +30,7 @@ def test_verify_passes_a_fresh_bundle_and_names_edits_deletions_and_placeholders
     done = verify(bundle)
     assert done.returncode == 0, done.stdout
     assert "verifies" in done.stdout
+    (bundle / "resources.svg").unlink()
 
     metrics = bundle / "evaluation_results.json"
     data = json.loads(metrics.read_text())
@@ -44,4 +45,5 @@ def test_verify_passes_a_fresh_bundle_and_names_edits_deletions_and_placeholders
     assert done.returncode == 1
     assert "evaluation_results.json: content differs from its SHA256SUMS entry" in done.stdout
     assert "predictions.jsonl: missing" in done.stdout
+    assert "resources.svg: missing" in done.stdout
     assert "run_manifest.json: $.model is empty or a placeholder" in done.stdout

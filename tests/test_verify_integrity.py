@@ -77,6 +77,8 @@ def assemble(run_dir: Path, milestone: str = "mini") -> Path:
         bundle.EVALUATION_SUMMARY: "# Evaluation\n\naccuracy 0.4\n",
         bundle.summary_name(milestone): f"# {run_id}\n\n{CLOSING}\n",
         f"{bundle.CHECKPOINT_DIR}/config.json": '{"model_type": "gemma"}\n',
+        bundle.RESOURCES: '{"phase": "train", "rss_bytes": 1048576}\n',
+        bundle.RESOURCES_PLOT: '<svg xmlns="http://www.w3.org/2000/svg"></svg>\n',
     }
     for name, text in texts.items():
         bundle.write_text(run_dir / name, text)
@@ -113,7 +115,7 @@ def test_an_assembled_bundle_verifies(run_dir: Path) -> None:
     command = [sys.executable, "-m", "harness", "verify", str(run_dir)]
     done = subprocess.run(command, capture_output=True, text=True)
     assert (done.returncode, done.stderr) == (0, ""), done.stdout + done.stderr
-    assert done.stdout == f"ok: {run_dir} verifies (11 files)\n"
+    assert done.stdout == f"ok: {run_dir} verifies (13 files)\n"
 
 
 def test_a_path_that_is_no_folder_is_one_problem(

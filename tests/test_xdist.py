@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -35,6 +36,9 @@ def test_two_milestones_run_side_by_side_each_on_one_worker(mini) -> None:
         assert journal_phases(run_dir) == list(PHASES), run_id
         assert mini.manifest(run_id)["verdict"] == "passed", run_id
         assert verify_bundle(run_dir) == [], run_id
+        # Sampled where the phases ran, in the worker: every phase is on the timeline.
+        samples = (run_dir / bundle.RESOURCES).read_text().splitlines()
+        assert list(dict.fromkeys(json.loads(line)["phase"] for line in samples)) == list(PHASES)
         assert len(workers[milestone]) == 1, f"{milestone} was split over workers {workers[milestone]}"
     assert workers["mini"] != workers["mini-jax"], "the milestones did not run side by side"
     # One report for the session, with the rows of both milestones, copied into each bundle.

@@ -34,6 +34,8 @@ REPORT = "report.html"
 LOSS_CURVE = "loss_curve.png"
 CATEGORY_ACCURACY = "category_accuracy.png"
 JOURNAL = "journal.md"
+RESOURCES = "resources.jsonl"
+RESOURCES_PLOT = "resources.svg"
 
 
 SHA256SUMS = "SHA256SUMS"
@@ -44,7 +46,7 @@ BUNDLE_NAMES = (
     ENV_SNAPSHOT, GPU_SNAPSHOT, TRAINING_LOG, TRAINING_METRICS, CHECKPOINT_DIR, PREDICTIONS,
     EVALUATION_RESULTS, EVALUATION_SUMMARY, BASE_PREDICTIONS, BASE_EVALUATION_RESULTS,
     RUN_MANIFEST, FAILURE_ANALYSIS, REPORT, LOSS_CURVE, CATEGORY_ACCURACY, JOURNAL, SHA256SUMS,
-    GUARDRAILS, TRACEBACKS_DIR, REHEARSAL_MODEL, CHECKPOINTS_DIR,
+    GUARDRAILS, TRACEBACKS_DIR, REHEARSAL_MODEL, RESOURCES, RESOURCES_PLOT, CHECKPOINTS_DIR,
 )
 # What redaction never takes apart in a bundle: its file names and the words its structured
 # values are made of (phases, statuses, causes, backends), so that a secret equal to "loss" or
@@ -140,6 +142,17 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
     hide = evidence_redactor().data
     text = "".join(json.dumps(hide(row), sort_keys=True) + "\n" for row in rows)
     return write_bytes(path, text.encode("utf-8"))
+
+
+def append_jsonl(path: Path, row: dict[str, Any]) -> None:
+    """Append ``row`` as one JSON line, redacted, and close the file: a session killed later keeps
+    every line so far. Never through a symlink, as ``write_bytes``."""
+    if path.parent.is_symlink():
+        raise OSError(errno.ELOOP, "refusing to write evidence through a symlink", str(path))
+    line = json.dumps(json_safe(evidence_redactor().data(row)), sort_keys=True) + "\n"
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+    with os.fdopen(os.open(path, flags, 0o644), "a", encoding="utf-8") as handle:
+        handle.write(line)
 
 
 def read_json(path: Path) -> Any:

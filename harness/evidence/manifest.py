@@ -43,6 +43,29 @@ def common_manifest(run: MilestoneRun) -> dict[str, Any]:
                       "duration_s": round(o.duration_s, 3)}
             for o in run.all_outcomes()
         },
+        "resources": resource_facts(run),
+    }
+
+
+def resource_facts(run: MilestoneRun) -> dict[str, Any]:
+    """The sampler's file, plot and probes, and the measured peak beside the memory guard's
+    estimate."""
+    record = run.record.resources
+    rss, total = record.peak_rss(), record.peak_rss(with_children=True)
+    measured: dict[str, Any] | str = "not measured: no phase has run"
+    if rss is not None and total is not None:
+        measured = {"rss": rss.facts(), "rss_with_children": total.facts()}
+        if devices := record.device_peaks():
+            measured["devices"] = {name: peak.facts() for name, peak in devices.items()}
+    estimate = run.record.memory_estimate
+    return {
+        "file": bundle.RESOURCES,
+        "plot": bundle.RESOURCES_PLOT,
+        "interval_s": record.interval_s,
+        "samples": len(record.samples),
+        "probes": record.probes or {"process": "not started: no phase has run"},
+        "estimated_peak": estimate.facts() if estimate else run.record.memory_guard,
+        "measured_peak": measured,
     }
 
 

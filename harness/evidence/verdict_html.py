@@ -1,5 +1,6 @@
 """The first screen of the report: each run's verdict, its headline numbers with their intervals,
-the criteria verdicts, what fine-tuning changed and the two plots, rendered from the bundle."""
+the criteria verdicts, what fine-tuning changed and the plots (loss, accuracy per category, memory
+and CPU over time), rendered from the bundle."""
 
 from __future__ import annotations
 
@@ -111,11 +112,12 @@ def _criteria(manifest: dict[str, Any]) -> str:
 
 def _plots(run_dir: Path) -> str:
     images = []
-    for name, alt in ((bundle.LOSS_CURVE, "loss and learning rate"),
-                      (bundle.CATEGORY_ACCURACY, "accuracy per category")):
+    for name, alt, mime in ((bundle.LOSS_CURVE, "loss and learning rate", "image/png"),
+                            (bundle.CATEGORY_ACCURACY, "accuracy per category", "image/png"),
+                            (bundle.RESOURCES_PLOT, "memory and CPU over time", "image/svg+xml")):
         path = run_dir / name
         if path.is_file() and not path.is_symlink():
             data = base64.b64encode(path.read_bytes()).decode("ascii")
-            images.append(f'<img alt="{alt}" src="data:image/png;base64,{data}">')
+            images.append(f'<img alt="{alt}" src="data:{mime};base64,{data}">')
     return f"<div>{''.join(images)}</div>" if images else ""
 

@@ -36,6 +36,8 @@ MAX_JSON_DEPTH = 32
 # The last path component is opened without following a link (the folders above it are checked
 # first), and without blocking on a FIFO. Windows has neither flag; there the checks alone guard.
 OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+# The statuses of a phase the session started (a blocked one too: it was set up, then skipped).
+RAN = ("passed", "failed", "skipped")
 JSON_TYPES = {dict: "object", list: "list", str: "string", int: "number", float: "number",
               bool: "boolean", type(None): "null"}
 
@@ -166,6 +168,8 @@ def required_files(manifest: dict[str, Any]) -> list[str]:
 
     files = [bundle.ENV_SNAPSHOT, bundle.GPU_SNAPSHOT, bundle.RUN_MANIFEST]
     files.append(bundle.summary_name(str(manifest.get("milestone", "?"))))
+    if any(status(phase) in RAN for phase in phases):
+        files += [bundle.RESOURCES, bundle.RESOURCES_PLOT]  # sampled while every phase ran
     if manifest.get("steps_completed") or status(TRAIN) == "passed":
         files += [bundle.TRAINING_LOG, bundle.TRAINING_METRICS]
     if status(TRAIN) == "passed":

@@ -22,6 +22,7 @@ from harness.probes.memory import (
 )
 from harness.record.contamination import find_contamination
 from harness.record.failures import Cause, InsufficientMemory, MissingCredential, PhaseBlocked
+from harness.record.resources import EstimatedPeak
 from harness.record.run import MilestoneRun
 from harness.spec.data import load_evalset, load_traces
 from harness.spec.milestones import FreezeMilestone
@@ -171,8 +172,14 @@ def check_memory(run: MilestoneRun) -> str:
         return f"not checked: {why}"
     needed = estimate_for(spec.backend, shape, training)
     memory = probe_memory(accelerator, devices, spec.backend)
+    scope = f"one of {devices} training processes" if devices > 1 else "one training process"
+    if on_jax:
+        scope = f"one device of the {training.mesh.data} x {training.mesh.fsdp} mesh"
+    probe = "jax.Device.memory_stats() reports none" if on_jax else "no probe"
+    missing = f"not compared: {probe} of free {accelerator} memory"
+    compared = memory.describe() if memory else missing
+    run.record.memory_estimate = EstimatedPeak(needed.total, scope, tuple(needed.parts()), compared)
     if memory is None:
-        probe = "jax.Device.memory_stats() reports none" if on_jax else "no probe"
         return f"not checked: {probe} of free {accelerator} memory here"
     sharing = devices if accelerator == "cpu" else 1  # CPU processes or devices share one RAM
     if reason := refusal(needed, memory, sharing):
@@ -212,4 +219,5 @@ def preflight(run: MilestoneRun) -> None:
     run.record.contamination = find_contamination(
         [trace.prompt for trace in traces], {item.id: item.prompt for item in items}
     )
-    run.progress(f"preflight: memory {check_memory(run)}")
+    run.record.memory_guard = check_memory(run)
+    run.progress(f"preflight: memory {run.record.memory_guard}")

@@ -35,7 +35,7 @@ def build_request(run: MilestoneRun) -> TrainRequest:
         max_steps=milestone.spec.run.max_steps,
         epochs=milestone.spec.run.epochs,
         device=milestone.spec.hardware.accelerator,
-        checkpoint_dir=run.run_dir / bundle.CHECKPOINT_DIR,
+        checkpoint_dir=(run.options.primary_run_dir or run.run_dir) / bundle.CHECKPOINT_DIR,
         checkpoints=CheckpointPlan(
             run.run_dir / bundle.CHECKPOINTS_DIR,
             training.checkpoint_every,

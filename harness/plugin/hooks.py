@@ -39,7 +39,7 @@ def pytest_configure(config: pytest.Config) -> None:
         session.open_runs()
     config.stash[session_key] = session
     session.register()
-    if mlflow_uri and not hasattr(config, "workerinput"):
+    if mlflow_uri and not hasattr(config, "workerinput") and session.place.primary:
         config.pluginmanager.register(MlflowTracker(session, mlflow_uri), "tunix-rt-mlflow")
     if config.args_source != pytest.Config.ArgsSource.ARGS:
         # `pytest --milestone ID` with no paths: collect the phases from the milestones' specs.

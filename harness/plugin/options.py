@@ -71,6 +71,15 @@ def _add_run_options(group: Any) -> None:
         "with it. Refused under xdist or on a dirty tree.",
     )
     group.addoption(
+        "--jax-distributed",
+        dest="jax_distributed",
+        action="store_true",
+        help="Run one milestone over several jax processes, the same command on every host of a "
+        "TPU slice: jax.distributed.initialize() joins them (JAX_COORDINATOR_ADDRESS, "
+        "TUNIX_RT_NUM_PROCESSES and TUNIX_RT_PROCESS_ID where no cluster is detected); process 0 "
+        "writes the bundle, the others only their shards of the checkpoint.",
+    )
+    group.addoption(
         "--rehearse",
         dest="rehearse",
         action="store_true",
@@ -106,6 +115,12 @@ def _add_ini_values(parser: pytest.Parser) -> None:
         "runs_dir",
         help="Folder, inside the project, that receives the evidence bundles <id>_v<N>/.",
         default="submission_runs",
+    )
+    parser.addini(
+        "resources_interval",
+        help="Seconds between two samples of memory and CPU (process, CUDA GPUs, jax devices) "
+        "while a phase runs, appended to the bundle's resources.jsonl (default: 2).",
+        default="2",  # DEFAULT_INTERVAL_S of harness.plugin.resources
     )
     parser.addini(
         "milestone_paths",

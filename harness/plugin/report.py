@@ -212,6 +212,7 @@ def phase_extras(phase: str, run: MilestoneRun, report_dir: Path) -> list[dict[s
         )
     if phase == TRAIN:
         found += png_extra(run.run_dir / bundle.LOSS_CURVE, "loss and learning rate")
+        found += svg_extra(run.run_dir / bundle.RESOURCES_PLOT, "memory and CPU over time")
         found += json_extra(run.run_dir / bundle.TRAINING_METRICS, "final training metrics")
     if phase == EVALUATE:
         found += png_extra(run.run_dir / bundle.CATEGORY_ACCURACY, "accuracy per category")
@@ -231,6 +232,12 @@ def png_extra(path: Path, name: str) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     return [extras.png(base64.b64encode(path.read_bytes()).decode("ascii"), name=name)]
+
+
+def svg_extra(path: Path, name: str) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [extras.svg(base64.b64encode(path.read_bytes()).decode("ascii"), name=name)]
 
 
 def json_extra(path: Path, name: str) -> list[dict[str, Any]]:

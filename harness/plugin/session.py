@@ -25,6 +25,7 @@ from harness.plugin.distribution import (
     milestone_scheduling,
     param_of,
 )
+from harness.plugin.hosts import ProcessPlace, join, remove_scratch, share_runs
 from harness.plugin.interrupts import Interrupts
 from harness.plugin.last_failed import WholeMilestoneRerun
 from harness.plugin.outputs import allowed_outputs
@@ -36,6 +37,7 @@ from harness.plugin.report import (
     place_report,
     redact_report,
 )
+from harness.plugin.resources import DEFAULT_INTERVAL_S, PhaseResources, sampling_interval
 from harness.plugin.startup import (
     baseline_for,
     reevaluation_source,
@@ -49,6 +51,7 @@ from harness.record.outcomes import PhaseOutcome, Status, describe
 from harness.record.resumption import Resumption
 from harness.record.run import MilestoneRun, RunOptions, RunRecord
 from harness.spec.milestones import FreezeMilestone, Milestone
+from harness.spec.phase_order import EVIDENCE
 from harness.spec.yaml_files import SpecError
 
 
@@ -61,6 +64,8 @@ class MilestoneSession:
         milestones: list[Milestone | FreezeMilestone],
         root: Path,
         runs_root: Path,
+        resources_interval_s: float = DEFAULT_INTERVAL_S,
+        place: ProcessPlace = ProcessPlace(),
     ) -> None:
         self.config = config
         self.milestones = milestones
@@ -73,18 +78,26 @@ class MilestoneSession:
         self.reevaluates: Path | None = None
         self.interrupts = Interrupts()
         self.last_failed = WholeMilestoneRerun(self.runs)
+        self.resources = PhaseResources(resources_interval_s)
+        self.place = place
+        self.primary_dirs: dict[str, Path] = {}
+        """In a non-zero process of a run of several: process 0's folder of each run."""
+        self.scratch: list[Path] = []
+        """In a run of several processes: the non-zero processes' folders for their own records."""
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> MilestoneSession:
         """The selected milestones, loaded and checked with the options that bear on them."""
         root = config.rootpath.resolve()
+        place = join(config)  # first: before anything could start a jax backend
         try:
             milestones = [registry(config).load(mid) for mid in dict.fromkeys(config.option.milestones)]
         except SpecError as error:
             raise pytest.UsageError(f"--milestone: {error}") from None
         if config.option.rehearse:
             milestones = [rehearse(m) if isinstance(m, Milestone) else m for m in milestones]
-        session = cls(config, milestones, root, runs_root(config))
+        interval = sampling_interval(config)
+        session = cls(config, milestones, root, runs_root(config), interval, place)
         session.baselines = {m.id: baseline_for(config, m, root) for m in milestones}
         session.reevaluates = reevaluation_source(config, milestones, root)
         if config.option.update_goldens:
@@ -103,14 +116,24 @@ class MilestoneSession:
     def open_runs(self) -> None:
         """Give every milestone its run folder (an xdist worker takes the ones its controller
         opened) and fix each run's options."""
-        records = self._worker_records() if is_worker(self.config) else self._allocate()
+        if is_worker(self.config):
+            records = self._worker_records()
+        else:
+            records = self._allocate() if self.place.primary else {}
+            if self.place.count > 1:
+                shared = share_runs(self.milestones, self.runs_root, records, self.place)
+                records, self.primary_dirs, self.scratch = (
+                    shared.records, shared.primary_dirs, shared.scratch
+                )
         resumes = self._resumption(records)
         report = place_report(self.config, next(iter(records.values()))[0]) if records else None
         updates = {
             "update_goldens": bool(self.config.option.update_goldens),
             "update_snapshots": _updates_snapshots(self.config),
         }
+        # On a disk the hosts share, each sees the others write their folders: outputs of the run.
         run_dirs = [run_dir for run_dir, _ in records.values()]
+        run_dirs += [*self.primary_dirs.values(), *self.scratch]
         allowed = allowed_outputs(
             self.root, self.runs_root, self.milestones, run_dirs, report=report, **updates
         )
@@ -122,6 +145,7 @@ class MilestoneSession:
                 self.baselines.get(milestone.id),
                 reevaluates=self.reevaluates,
                 resumes=resumes,
+                primary_run_dir=self.primary_dirs.get(milestone.id),
                 **updates,
             )
             self.runs[milestone.id] = MilestoneRun(milestone, self.root, run_dir, options, record)
@@ -195,6 +219,9 @@ class MilestoneSession:
 
     def pytest_report_header(self) -> list[str]:
         lines = []
+        if self.place.count > 1:
+            writer = "writes the bundles" if self.place.primary else "writes no evidence"
+            lines.append(f"tunix-rt: jax {self.place.describe()}, {writer}")
         for m in self.milestones:
             if m.id not in self.runs:
                 continue
@@ -203,7 +230,7 @@ class MilestoneSession:
                 if isinstance(m, Milestone)
                 else f"freeze of {m.spec.source}"
             )
-            where = self.runs[m.id].run_dir.relative_to(self.root)
+            where = self.primary_dirs.get(m.id, self.runs[m.id].run_dir).relative_to(self.root)
             lines.append(f"tunix-rt: milestone {m.id} ({what}), bundle {where}")
         return lines
 
@@ -242,9 +269,13 @@ class MilestoneSession:
             return
         phase, run = found
         journal.begin_phase(run, phase)
+        self.resources.begin(run, phase)
         blocked = run.blocker(phase)
         if blocked is not None:
             raise PhaseBlocked(*blocked)
+        if phase == EVIDENCE and not self.place.primary:
+            why = f"{self.place.describe()} writes no evidence: process 0 verifies the bundle"
+            raise PhaseBlocked(Cause.SKIPPED, why)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(
@@ -257,6 +288,7 @@ class MilestoneSession:
         if found is None or call.when == "teardown" or (call.when == "setup" and report.passed):
             return report
         phase, run = found
+        self.resources.end(run)
         outcome = _outcome(phase, report, call)
         kept = None
         if report.failed and has_traceback(call.excinfo):
@@ -303,6 +335,7 @@ class MilestoneSession:
     def close_runs(self) -> None:
         """Record a phase cut short as interrupted, and render every run's documents once more."""
         for run in self.owned_runs():
+            self.resources.end(run)
             phase = run.in_progress.name if run.in_progress else None
             if phase is not None and phase not in run.record.outcomes:
                 reason = self.interrupts.reason
@@ -311,10 +344,23 @@ class MilestoneSession:
                 journal.end_phase(run, cut_short)
             run.record.session_finished = True
             write_documents(run)
+        self.resources.close()
+
+    def pytest_unconfigure(self) -> None:
+        """A non-zero process of a run of several leaves nothing of its own records behind."""
+        if self.primary_dirs:
+            remove_scratch([run.run_dir for run in self.runs.values()])
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("tunix-rt evidence")
-        for run in self.runs.values():
+        for milestone_id, run in self.runs.items():
+            if primary := self.primary_dirs.get(milestone_id):
+                where = primary.relative_to(self.root)
+                terminalreporter.write_line(
+                    f"{primary.name}: {self.place.describe()} wrote no evidence; process 0 writes "
+                    f"{where}/ (this process's shards of its checkpoint too)"
+                )
+                continue
             # Under xdist the phases ran in a worker: its manifest has the verdict.
             manifest = bundle.read_manifest(run.run_dir) or {}
             verdict = manifest.get("verdict", run.verdict)

@@ -111,7 +111,8 @@ def _probe_jax_memory(accelerator: str, devices: int) -> DeviceMemory | None:
     import jax
 
     try:
-        found = jax.devices(JAX_PLATFORMS[accelerator])[:devices]
+        # This process's own devices: another host's answer no memory_stats() here.
+        found = jax.local_devices(backend=JAX_PLATFORMS[accelerator])[:devices]
     except RuntimeError:
         return None
     memories = []

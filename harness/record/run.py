@@ -17,6 +17,7 @@ from harness.record.journal import JournalEntry, Listing
 from harness.record.measurements import Baseline
 from harness.record.outcomes import PhaseOutcome, Status
 from harness.record.resumption import Resumption
+from harness.record.resources import EstimatedPeak, ResourceRecord
 from harness.record.statistics import PairedComparison, paired
 from harness.spec.criteria import Judgement
 from harness.spec.milestones import FreezeMilestone, Milestone
@@ -24,6 +25,7 @@ from harness.spec.phase_order import NEEDS
 from trainers.protocol import StepRecord, TrainRequest, TrainResult
 
 BASE_MODEL = "the base model"
+GUARD_NOT_REACHED = "not checked: pre-flight did not reach the memory guard"
 
 
 def utc_now() -> str:
@@ -45,6 +47,9 @@ class RunOptions:
     """An earlier bundle whose checkpoint this run evaluates anew instead of training one."""
     resumes: Resumption | None = None
     """An interrupted or over-budget bundle whose training this run goes on with."""
+    primary_run_dir: Path | None = None
+    """In a non-zero process of a run of several: process 0's run folder, which holds the bundle
+    and the checkpoint this process writes its shards of (its own folder is scratch)."""
 
 
 @dataclass
@@ -62,6 +67,9 @@ class RunRecord:
     model_lineage: dict[str, Any] | None = None
     contamination: Contamination | None = None
     """Eval items pre-flight found in the training data."""
+    memory_guard: str = GUARD_NOT_REACHED
+    """What the memory guard found (pre-flight), in one line."""
+    memory_estimate: EstimatedPeak | None = None
     start_fingerprints: Fingerprints | None = None
     """What guardrails-before saw, for guardrails-after to compare with."""
     training_request: TrainRequest | None = None
@@ -76,6 +84,8 @@ class RunRecord:
     eval_result: EvalResult | None = None
     judgements: dict[str, list[Judgement]] = field(default_factory=dict)
     outcomes: dict[str, PhaseOutcome] = field(default_factory=dict)
+    resources: ResourceRecord = field(default_factory=ResourceRecord)
+    """What the sampler measured while the phases ran (``resources.jsonl``)."""
     journal: list[JournalEntry] = field(default_factory=list)
 
     def add_outcome(self, outcome: PhaseOutcome) -> None:

@@ -13,7 +13,7 @@ import os
 import string
 import struct
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from flax import nnx
 
 from trainers import pretrained_tokenizer
 from trainers.config import LoraConfig
+from trainers.jax import distributed as jax_distributed
 from trainers.jax import pretrained as jax_pretrained
 from trainers.jax.pretrained import TunixConfig
 from trainers.models import ARCHITECTURES
@@ -159,29 +160,39 @@ def weights_dtype(model: nnx.Module) -> np.dtype:
     return np.dtype(model.embedder.input_embedding.get_value().dtype)
 
 
+def host_tensors(model: nnx.Module, lora: LoraConfig | None, path: Path) -> Iterator[np.ndarray]:
+    """Each Hugging Face tensor of ``model`` on this host, in ``expected_shapes`` order, checked
+    against the shape ``path`` declares; a weight spread over processes is gathered from all."""
+    config: TunixConfig = model.config
+    sources = hf_tensors(config)
+    dtype = weights_dtype(model)
+    for name, shape in jax_pretrained.expected_shapes(config).items():
+        weight_path, transform = sources[name]
+        tensor = jax_distributed.host_array(transform(merged_weight(model, weight_path, lora)))
+        if tensor.shape != shape or tensor.dtype != dtype:
+            raise ValueError(
+                f"{name} from {weight_path} is {tensor.dtype}{tensor.shape}, "
+                f"{path} declares {dtype}{shape}"
+            )
+        yield tensor
+
+
 def write_weights(path: Path, model: nnx.Module, lora: LoraConfig | None) -> None:
     """``model``'s weights as a Hugging Face ``model.safetensors``: each tensor is laid out on its
     devices, copied to the host and written before the next, so the host never holds the model.
-    Written beside ``path`` and moved over it, so a crash leaves no truncated file."""
-    config: TunixConfig = model.config
-    shapes = jax_pretrained.expected_shapes(config)
-    sources = hf_tensors(config)
-    dtype = weights_dtype(model)
+    Written beside ``path`` and moved over it, so a crash leaves no truncated file. In a run of
+    several processes every one gathers each tensor with the others, and process 0 writes."""
+    if not jax_distributed.is_primary():
+        for _ in host_tensors(model, lora, path):
+            pass
+        return
+    shapes = jax_pretrained.expected_shapes(model.config)
     handle, scratch = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.chmod(scratch, 0o644)  # mkstemp creates 0600; a model folder is meant to be shared
         with os.fdopen(handle, "wb") as out:
-            out.write(_header(shapes, dtype))
-            for name, shape in shapes.items():
-                weight_path, transform = sources[name]
-                tensor = np.asarray(
-                    jax.device_get(transform(merged_weight(model, weight_path, lora)))
-                )
-                if tensor.shape != shape or tensor.dtype != dtype:
-                    raise ValueError(
-                        f"{name} from {weight_path} is {tensor.dtype}{tensor.shape}, "
-                        f"{path} declares {dtype}{shape}"
-                    )
+            out.write(_header(shapes, weights_dtype(model)))
+            for tensor in host_tensors(model, lora, path):
                 out.write(np.ascontiguousarray(tensor).view(np.uint8).data)
         os.replace(scratch, path)
     except BaseException:
@@ -230,6 +241,8 @@ def write_config(folder: Path, hf: dict[str, Any], dtype: str) -> None:
 
 
 def export(folder: Path, model: nnx.Module, hf: dict[str, Any], lora: LoraConfig | None) -> None:
-    """``model`` (LoRA merged) in Hugging Face layout in ``folder``: weights and configs."""
+    """``model`` (LoRA merged) in Hugging Face layout in ``folder``: weights and configs, written
+    by process 0 of a run of several."""
     write_weights(folder / WEIGHTS, model, lora)
-    write_config(folder, hf, weights_dtype(model).name)
+    if jax_distributed.is_primary():
+        write_config(folder, hf, weights_dtype(model).name)

@@ -20,6 +20,7 @@ from tunix.sft.checkpoint_manager import CheckpointManager
 
 from trainers import pretrained_tokenizer
 from trainers.config import JAX_LORA_MODULES, LoraConfig, MeshConfig
+from trainers.jax import distributed as jax_distributed
 from trainers.jax import export as jax_export
 from trainers.jax import pretrained as jax_pretrained
 from trainers.jax import tunix_shape
@@ -102,9 +103,18 @@ def build_mesh(config: MeshConfig, device: str) -> jax.sharding.Mesh:
             f"mesh data={config.data} x fsdp={config.fsdp} needs {wanted} {device} devices, "
             f"jax sees {len(devices)}"
         )
+    chosen = devices[:wanted]
+    # Every process runs every step: one with no device in the mesh would have nothing to run.
+    idle = sorted({d.process_index for d in devices} - {d.process_index for d in chosen})
+    if idle:
+        raise ValueError(
+            f"mesh data={config.data} x fsdp={config.fsdp} takes {wanted} of the {len(devices)} "
+            f"{device} devices of {jax.process_count()} processes and none of process "
+            f"{', '.join(map(str, idle))}: give the mesh every process's devices"
+        )
     # Tunix's Gemma places its sharding constraints by name, which needs auto (not explicit) axes.
     auto = (jax.sharding.AxisType.Auto,) * len(MESH_AXES)
-    return jax.make_mesh((config.data, config.fsdp), MESH_AXES, auto, devices=devices[:wanted])
+    return jax.make_mesh((config.data, config.fsdp), MESH_AXES, auto, devices=chosen)
 
 
 @contextmanager
@@ -300,16 +310,22 @@ def save_checkpoint(
     tokenizer: Any,
 ) -> None:
     """Orbax state (weights and optimizer) through Tunix's checkpoint manager, the model in Hugging
-    Face layout (LoRA merged; ``tokenizer`` gives a random model's special ids) and the card."""
+    Face layout (LoRA merged; ``tokenizer`` gives a random model's special ids) and the card. In a
+    run of several processes each writes its shards of the state, and process 0 the rest."""
     state_dir = (checkpoint_dir / STATE_DIR).resolve()
-    # One folder holds one run's final state; orbax refuses to overwrite a step.
-    shutil.rmtree(state_dir, ignore_errors=True)
+    if jax_distributed.is_primary():
+        # One folder holds one run's final state; orbax refuses to overwrite a step.
+        shutil.rmtree(state_dir, ignore_errors=True)
+    jax_distributed.barrier("old checkpoint state removed")
     manager = CheckpointManager(str(state_dir))
-    manager.save(step, model, optimizer, force=True)
+    manager.save(step, model, optimizer, force=True)  # each process its shards, in one folder
     manager.close()
     hf = jax_export.transformers_config(card, model.config, tokenizer)
     jax_export.export(checkpoint_dir, model, hf, _lora(card))
-    (checkpoint_dir / MODEL_CARD).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    if jax_distributed.is_primary():
+        card_text = json.dumps(card, indent=2) + "\n"
+        (checkpoint_dir / MODEL_CARD).write_text(card_text, encoding="utf-8")
+    jax_distributed.barrier("checkpoint written")  # no process reads it before it is whole
 
 
 def _lora(card: dict[str, Any]) -> LoraConfig | None:

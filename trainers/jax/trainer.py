@@ -13,7 +13,7 @@ import numpy as np
 import optax
 from flax import nnx
 from transformers import PreTrainedTokenizerFast
-from tunix.sft import peft_trainer, sharding_utils
+from tunix.sft import peft_trainer
 from tunix.sft import utils as sft_utils
 
 from trainers.char_tokenizer import build_char_tokenizer
@@ -21,6 +21,7 @@ from trainers.checkpoints import Checkpointer, read_step
 from trainers.config import BF16_PURE_IS_TORCH_ONLY, TrainingConfig
 from trainers.encoding import IGNORE_INDEX, batches, encode_example
 from trainers.guards import LossGuard
+from trainers.jax import distributed as jax_distributed
 from trainers.jax import model as jax_model
 from trainers.jax import sampling as jax_sampling
 from trainers.jax import state as jax_state
@@ -85,6 +86,7 @@ class JaxStep:
     config: TrainingConfig
     pad_id: int
     schedule: optax.Schedule
+    mesh: jax.sharding.Mesh
 
     def __call__(
         self, step: int, indices: Sequence[int], loss_known: Callable[[float], None]
@@ -93,9 +95,8 @@ class JaxStep:
         batch = collate(
             [self.rows[i] for i in indices], config.batch_size, config.max_seq_len, self.pad_id
         )
-        loss, _, grad_norm = self.train_step(
-            sharding_utils.shard_input(batch, jax_model.BATCH_AXES)
-        )
+        # Every process builds the whole batch and feeds the rows of its own devices.
+        loss, _, grad_norm = self.train_step(jax_distributed.global_batch(batch, self.mesh))
         value = float(loss)
         # Tunix has already applied this step: a stop here keeps the weights after it.
         loss_known(value)
@@ -160,7 +161,7 @@ class JaxTrainer:
         # Tunix reads the mesh from the legacy `with mesh:` context when it shards inputs and state.
         with mesh, jax.default_matmul_precision(MATMUL_PRECISION[config.precision]):
             train_step, _ = trainer.jit_train_and_eval_step(cache_nnx_graph=True)
-            step = JaxStep(train_step, rows, config, tokenizer.pad_token_id, schedule)
+            step = JaxStep(train_step, rows, config, tokenizer.pad_token_id, schedule, mesh)
             done = loop.run(batches(len(rows), config.batch_size, config.seed), step, start)
         return TrainResult(
             backend=self.backend,
@@ -201,8 +202,9 @@ class JaxTrainer:
         tokenizer: Any,
     ) -> None:
         request.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        if jax_distributed.is_primary():  # before the checkpoint's closing barrier
+            tokenizer.save_pretrained(request.checkpoint_dir)
         jax_model.save_checkpoint(request.checkpoint_dir, model, optimizer, step, card, tokenizer)
-        tokenizer.save_pretrained(request.checkpoint_dir)
 
     @jax_model.quiet_tunix()
     def generate(
