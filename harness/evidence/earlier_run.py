@@ -19,8 +19,8 @@ class EarlierRunError(ValueError):
     """The earlier bundle cannot be taken over; one line naming it and why."""
 
 
-def check_earlier_run(path: Path, milestone_id: str) -> Path:
-    """``path`` resolved, once it is a verified bundle of ``milestone_id`` whose training passed."""
+def verified_manifest(path: Path, milestone_id: str) -> dict[str, Any]:
+    """``path``'s manifest, once it is a verified bundle of ``milestone_id``."""
     if not (path / bundle.RUN_MANIFEST).is_file():
         raise EarlierRunError(f"{path}: not an evidence bundle (no {bundle.RUN_MANIFEST})")
     problems = verify_bundle(path)
@@ -31,7 +31,12 @@ def check_earlier_run(path: Path, milestone_id: str) -> Path:
         raise EarlierRunError(
             f"{path}: a bundle of milestone {manifest.get('milestone')!r}, not {milestone_id!r}"
         )
-    train = manifest.get("phases", {}).get(TRAIN, {})
+    return manifest
+
+
+def check_earlier_run(path: Path, milestone_id: str) -> Path:
+    """``path`` resolved, once it is a verified bundle of ``milestone_id`` whose training passed."""
+    train = verified_manifest(path, milestone_id).get("phases", {}).get(TRAIN, {})
     if train.get("status") != "passed":
         raise EarlierRunError(f"{path}: its train phase {train.get('status')}: no checkpoint to take")
     return path.resolve()

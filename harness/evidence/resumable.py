@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.evidence import bundle
-from harness.evidence.earlier_run import EarlierRunError, step_record
-from harness.evidence.verify import Unreadable, read_object, verify_bundle
+from harness.evidence.earlier_run import EarlierRunError, step_record, verified_manifest
+from harness.evidence.verify import Unreadable, read_object
 from harness.record.failures import Cause
 from harness.record.resumption import Resumption, RunInputs
 from harness.spec.phase_order import TRAIN
@@ -21,16 +21,7 @@ RESUMABLE = (Cause.INTERRUPTED, Cause.OVER_BUDGET)
 def check_resumable(path: Path, milestone_id: str, here: RunInputs) -> Resumption:
     """What the new run goes on from, once ``path`` passes every check; an ``EarlierRunError``
     naming the first difference otherwise."""
-    if not (path / bundle.RUN_MANIFEST).is_file():
-        raise EarlierRunError(f"{path}: not an evidence bundle (no {bundle.RUN_MANIFEST})")
-    problems = verify_bundle(path)
-    if problems:
-        raise EarlierRunError(f"{path}: fails verification: {'; '.join(problems[:3])}")
-    manifest = read_object(path, bundle.RUN_MANIFEST)
-    if manifest.get("milestone") != milestone_id:
-        raise EarlierRunError(
-            f"{path}: a bundle of milestone {manifest.get('milestone')!r}, not {milestone_id!r}"
-        )
+    manifest = verified_manifest(path, milestone_id)
     train = manifest.get("phases", {}).get(TRAIN, {})
     if train.get("cause") not in RESUMABLE:
         raise EarlierRunError(
