@@ -122,7 +122,7 @@ def test_the_report_renders_offline_with_environment_phases_plot_and_predictions
     # The verdict and its plots come first, above the table of phases, shown without a click.
     [verdict] = facts["verdict"]
     assert verdict["heading"] == "mini mini_v1: passed" and verdict["top"] < facts["table"]
-    assert len(verdict["plots"]) == 2
+    assert len(verdict["plots"]) == 3  # the loss curve, accuracy per category, resources
     assert all(image["complete"] and image["width"] > 0 for image in verdict["plots"])
 
     plots = rows["test_train"]["images"]
