@@ -34,6 +34,14 @@ def verified_manifest(path: Path, milestone_id: str) -> dict[str, Any]:
     return manifest
 
 
+def training_metrics(path: Path) -> dict[str, Any]:
+    """The earlier bundle's ``training_metrics.json``; one line naming it where it is unreadable."""
+    try:
+        return read_object(path, bundle.TRAINING_METRICS)
+    except Unreadable as error:
+        raise EarlierRunError(f"{path}: {error}") from None
+
+
 def check_earlier_run(path: Path, milestone_id: str) -> Path:
     """``path`` resolved, once it is a verified bundle of ``milestone_id`` whose training passed."""
     train = verified_manifest(path, milestone_id).get("phases", {}).get(TRAIN, {})
@@ -46,10 +54,7 @@ def taken_over(earlier: Path, checkpoint_dir: Path, device: str) -> TrainResult:
     """The earlier run's training, as its ``training_metrics.json`` records it, with its checkpoint
     linked (or copied, across file systems) into ``checkpoint_dir``, to be evaluated on
     ``device`` (this machine's, which may not be the one it was trained on)."""
-    try:
-        metrics = read_object(earlier, bundle.TRAINING_METRICS)
-    except Unreadable as error:
-        raise EarlierRunError(f"{earlier}: {error}") from None
+    metrics = training_metrics(earlier)
     link_tree(earlier / bundle.CHECKPOINT_DIR, checkpoint_dir)
     return TrainResult(
         backend=str(metrics.get("backend")),

@@ -8,7 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from harness.evidence import bundle
-from harness.evidence.earlier_run import EarlierRunError, step_record, verified_manifest
+from harness.evidence.earlier_run import (
+    EarlierRunError,
+    step_record,
+    training_metrics,
+    verified_manifest,
+)
 from harness.evidence.verify import Unreadable, read_object
 from harness.record.failures import Cause
 from harness.record.resumption import Resumption, RunInputs
@@ -55,10 +60,7 @@ def _difference(path: Path, manifest: dict[str, Any], here: RunInputs) -> str | 
 
 def _resumption(path: Path) -> Resumption:
     """The newest complete checkpoint whose steps the earlier bundle's metrics hold."""
-    try:
-        metrics = read_object(path, bundle.TRAINING_METRICS)
-    except Unreadable as error:
-        raise EarlierRunError(f"{path}: {error}") from None
+    metrics = training_metrics(path)
     steps = [step_record(record) for record in metrics.get("per_step", [])]
     logged = {record.step for record in steps}
     found = complete(path / bundle.CHECKPOINTS_DIR)
