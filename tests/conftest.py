@@ -83,8 +83,9 @@ class MiniProject:
         items = (ROOT / "evalsets" / "eval_v2.jsonl").read_text().splitlines()
         (self.path / "evalsets").mkdir()
         (self.path / "evalsets" / "mini.jsonl").write_text("\n".join(items[:5]) + "\n")
+        # As in pyproject.toml: the property tests' plugin stays out of milestone sessions.
         (self.path / "pytest.ini").write_text(
-            "[pytest]\naddopts = --strict-markers\ngenerate_report_on_test = true\n"
+            "[pytest]\naddopts = --strict-markers -p no:hypothesispytest\ngenerate_report_on_test = true\n"
         )
         self.commit("a mini project")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from harness.plugin.project import registry, runs_root  # noqa: E402
 from harness.plugin.session import MilestoneSession  # noqa: E402
 from harness.plugin.tracking import MlflowTracker, tracking_uri  # noqa: E402
 from harness.record.run import MilestoneRun  # noqa: E402
+from harness.spec.milestones import Milestone  # noqa: E402
 from trainers.backends import load_trainer  # noqa: E402
 from trainers.protocol import Trainer  # noqa: E402
 
@@ -35,6 +37,10 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     mlflow_uri = tracking_uri(config)
     session = MilestoneSession.from_config(config)
+    if not any(isinstance(m, Milestone) and m.spec.backend == "jax" for m in session.milestones):
+        # transformers imports jax whenever it is installed, for Flax models a torch run never
+        # uses: 1.6 s and jax's memory in every process. Read once, when transformers loads.
+        os.environ.setdefault("USE_FLAX", "0")
     if not config.option.collectonly:
         session.open_runs()
     config.stash[session_key] = session
