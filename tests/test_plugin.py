@@ -54,6 +54,27 @@ def test_a_milestone_runs_its_phases_in_order_and_leaves_a_complete_bundle(mini:
     assert mini.manifest("mini_v1")["finished_at"] == data["finished_at"]
 
 
+# The session writes down, as it closes, which frameworks its own process imported.
+FRAMEWORKS_CONFTEST = """\
+import sys
+from pathlib import Path
+
+
+def pytest_sessionfinish(session):
+    loaded = [name for name in ("torch", "jax") if name in sys.modules]
+    (Path(__file__).parents[2] / "frameworks.txt").write_text(" ".join(loaded))
+"""
+
+
+@pytest.mark.slow
+def test_a_torch_session_never_imports_jax(mini: MiniProject) -> None:
+    pytest.importorskip("jax")
+    (mini.path / "acceptance" / "conftest.py").write_text(FRAMEWORKS_CONFTEST)
+    mini.commit("a conftest that lists the frameworks a session loaded")
+    mini.run("--milestone", "mini").assert_outcomes(passed=7)
+    assert (mini.pytester.path / "frameworks.txt").read_text() == "torch"
+
+
 @pytest.mark.skipif("torch.cuda.is_available()", reason="this machine has CUDA")
 @pytest.mark.slow
 def test_absent_hardware_skips_the_run_with_a_documented_reason(mini: MiniProject) -> None:
