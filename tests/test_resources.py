@@ -155,7 +155,10 @@ def test_the_sampler_samples_each_interval_and_its_thread_ends_with_the_phase() 
     broken = Broken()
     sampler = ResourceSampler(0.05, seen.append, [broken])
     sampler.start("train")
-    time.sleep(0.4)
+    # Waited for rather than slept for: a loaded machine may run the thread late, never not at all.
+    deadline = time.monotonic() + 30
+    while len(seen) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
     sampler.stop()
     count = len(seen)
     time.sleep(0.15)
