@@ -5,10 +5,12 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import os
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -157,6 +159,39 @@ class MiniProject:
 
     def manifest(self, run_id: str) -> dict[str, Any]:
         return json.loads((self.bundle(run_id) / "run_manifest.json").read_text())
+
+
+# jax's persistent compilation cache, shared by the tier's workers and every process they start:
+# the same tiny programs are compiled by many tests. A size limit turns on its file lock, so that
+# concurrent processes never read an entry half written.
+JAX_CACHE = {
+    "JAX_COMPILATION_CACHE_MAX_SIZE": str(4 << 30),
+    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.2",
+}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def jax_compilation_cache(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[None]:
+    """An empty cache at each start of the tier (as in CI), under pytest's temporary root."""
+    root = tmp_path_factory.getbasetemp()
+    shared = root.parent if hasattr(request.config, "workerinput") else root
+    settings = {**JAX_CACHE, "JAX_COMPILATION_CACHE_DIR": str(shared / "jax-compilation-cache")}
+    before = {name: os.environ.get(name) for name in settings}
+    os.environ.update({name: value for name, value in settings.items() if before[name] is None})
+    jax = sys.modules.get("jax")
+    if jax is not None:  # imported above, before these were set: this process is told directly
+        jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+        jax.config.update("jax_compilation_cache_max_size", int(os.environ["JAX_COMPILATION_CACHE_MAX_SIZE"]))
+        jax.config.update(
+            "jax_persistent_cache_min_compile_time_secs",
+            float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]),
+        )
+    yield
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
 
 
 @pytest.fixture
