@@ -87,7 +87,9 @@ class MiniProject:
         (self.path / "evalsets" / "mini.jsonl").write_text("\n".join(items[:5]) + "\n")
         # As in pyproject.toml: the property tests' plugin stays out of milestone sessions.
         (self.path / "pytest.ini").write_text(
-            "[pytest]\naddopts = --strict-markers -p no:hypothesispytest\ngenerate_report_on_test = true\n"
+            "[pytest]\n"
+            "addopts = --strict-markers -p no:hypothesispytest\n"
+            "generate_report_on_test = true\n"
         )
         self.commit("a mini project")
 
@@ -182,11 +184,14 @@ def jax_compilation_cache(
     os.environ.update({name: value for name, value in settings.items() if before[name] is None})
     jax = sys.modules.get("jax")
     if jax is not None:  # imported above, before these were set: this process is told directly
-        jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
-        jax.config.update("jax_compilation_cache_max_size", int(os.environ["JAX_COMPILATION_CACHE_MAX_SIZE"]))
+        env = os.environ
+        jax.config.update("jax_compilation_cache_dir", env["JAX_COMPILATION_CACHE_DIR"])
+        jax.config.update(
+            "jax_compilation_cache_max_size", int(env["JAX_COMPILATION_CACHE_MAX_SIZE"])
+        )
         jax.config.update(
             "jax_persistent_cache_min_compile_time_secs",
-            float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]),
+            float(env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]),
         )
     yield
     for name, value in before.items():
