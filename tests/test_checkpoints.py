@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.test_training_loop import ScriptedStep, endless_batches
-from trainers.checkpoints import STATE_FILE, CheckpointPlan, Checkpointer, complete, latest
+from trainers.checkpoints import STATE_FILE, Checkpointer, CheckpointPlan, complete, latest
 from trainers.guards import OverBudget
 from trainers.loop import TrainingLoop
 from trainers.protocol import StepRecord

@@ -42,8 +42,8 @@ from harness.plugin.startup import (
     baseline_for,
     reevaluation_source,
     refuse_golden_update,
-    resumption_source,
     refuse_snapshot_update,
+    resumption_source,
 )
 from harness.record.failures import Cause, PhaseBlocked, classify, has_traceback, show_in_one_line
 from harness.record.measurements import Baseline

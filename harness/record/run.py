@@ -16,8 +16,8 @@ from harness.record.fingerprints import Fingerprints
 from harness.record.journal import JournalEntry, Listing
 from harness.record.measurements import Baseline
 from harness.record.outcomes import PhaseOutcome, Status
-from harness.record.resumption import Resumption
 from harness.record.resources import EstimatedPeak, ResourceRecord
+from harness.record.resumption import Resumption
 from harness.record.statistics import PairedComparison, paired
 from harness.spec.criteria import Judgement
 from harness.spec.milestones import FreezeMilestone, Milestone
